@@ -1,11 +1,13 @@
 """Worlds and SAEs whose ground truth is known.
 
+base_world  what every world offers (samples with true features); semisynthetic worlds too
 worlds    ground-truth worlds over sae_lens.synthetic (presets tiny / cpu / synthsaebench16k)
 corpora   contrastive story corpora drawn from a world, with known subjects
 families  constructed SAEs of graded quality and diagnostic controls
 training  SAE training in JAX, many seeds at once, checkpoints as trajectories
 """
 
+from synthetic_saes.base_world import BaseWorld as BaseWorld
 from synthetic_saes.corpora import ContrastiveCorpus as ContrastiveCorpus
 from synthetic_saes.corpora import CorpusConfig as CorpusConfig
 from synthetic_saes.corpora import StoryPair as StoryPair
@@ -34,6 +36,7 @@ from synthetic_saes.worlds import preset as preset
 
 __all__ = [
     # worlds
+    "BaseWorld",
     "World",
     "WorldConfig",
     "WorldSample",

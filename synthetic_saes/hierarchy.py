@@ -60,6 +60,39 @@ class FeatureHierarchy:
         exclusive.setflags(write=False)
         return cls(parent=parent, children=tuple(children), mutually_exclusive=exclusive)
 
+    @classmethod
+    def from_edges(cls, num_features: int, edges, exclusive_parents=()) -> FeatureHierarchy:
+        """A hierarchy from (parent, child) edges; `exclusive_parents` lists the parents whose
+        children are mutually exclusive.
+
+        Raises:
+            ValueError: an index outside [0, num_features), a child with two parents, or a cycle.
+        """
+        parent = np.full(num_features, -1, dtype=np.int64)
+        children: list[list[int]] = [[] for _ in range(num_features)]
+        for p, c in edges:
+            p, c = int(p), int(c)
+            if not (0 <= p < num_features and 0 <= c < num_features) or p == c:
+                raise ValueError(f"bad hierarchy edge ({p}, {c}) for {num_features} features")
+            if parent[c] >= 0:
+                raise ValueError(f"feature {c} has two parents ({parent[c]} and {p})")
+            parent[c] = p
+            children[p].append(c)
+        for start in range(num_features):
+            seen, node = set(), start
+            while node >= 0:
+                if node in seen:
+                    raise ValueError(f"the hierarchy edges have a cycle through feature {node}")
+                seen.add(node)
+                node = int(parent[node])
+        exclusive = np.zeros(num_features, dtype=bool)
+        for p in exclusive_parents:
+            exclusive[int(p)] = True
+        parent.setflags(write=False)
+        exclusive.setflags(write=False)
+        return cls(parent=parent, children=tuple(tuple(k) for k in children),
+                   mutually_exclusive=exclusive)
+
     @property
     def num_features(self) -> int:
         return int(self.parent.shape[0])

@@ -24,7 +24,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from sae_lens.synthetic import (
     ZipfianFiringProbabilityConfig,
 )
 
+from synthetic_saes.base_world import BaseWorld, WorldSample
 from synthetic_saes.hierarchy import FeatureHierarchy
 from synthetic_saes.rng import TorchStream
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
@@ -306,19 +307,7 @@ def preset(name: str, **overrides: Any) -> WorldConfig:
     return config.replace(**overrides) if overrides else config
 
 
-class WorldSample(NamedTuple):
-    """Samples of a world.
-
-    Attributes:
-        hidden: activations, float32 [n_samples, d_in].
-        features: true feature activations, float32 [n_samples, n_features] (>= 0).
-    """
-
-    hidden: np.ndarray
-    features: np.ndarray
-
-
-class World:
+class World(BaseWorld):
     """A ground-truth world: a sae_lens `SyntheticModel` plus what we know about it.
 
     Build one with `build_world(config)` (or `World.load(path)`); the constructor wraps an
@@ -362,66 +351,10 @@ class World:
         compensation), float32 [n_features]."""
         return self._firing_probabilities
 
-    def firing_rates(self, n_samples: int = 16_384, *, seed: int = 0) -> np.ndarray:
-        """How often each feature actually fires, estimated on n_samples samples, float64
-        [n_features]. Unlike `firing_probabilities` (the sampler's compensated probabilities,
-        far above the real rate for children of the hierarchy), these are observed rates."""
-        key = (n_samples, seed)
-        cache = self.__dict__.setdefault("_rates", {})
-        if key not in cache:
-            counts = np.zeros(self.num_features, dtype=np.int64)
-            done = 0
-            for batch in self.stream(min(4096, n_samples), seed=seed):
-                take = min(batch.features.shape[0], n_samples - done)
-                counts += (batch.features[:take] > 0).sum(axis=0)
-                done += take
-                if done >= n_samples:
-                    break
-            rates = counts / n_samples
-            rates.setflags(write=False)
-            cache[key] = rates
-        return cache[key]
-
     @property
     def mean_magnitudes(self) -> np.ndarray:
         """Per-feature mean magnitude when firing, float32 [n_features]."""
         return self._mean_magnitudes
-
-    def check_d_in(self, d_in: int, what: str = "SAE") -> None:
-        """Raise ValueError if something of input dimension `d_in` cannot act on this world."""
-        if int(d_in) != self.d_in:
-            raise ValueError(f"{what} has d_in={d_in} but the world has d_in={self.d_in}")
-
-    def encode_features(self, features: np.ndarray) -> np.ndarray:
-        """Activations of given true feature activations: features @ directions + bias.
-
-        Args:
-            features: float32 [n, n_features].
-        Returns:
-            float32 [n, d_in].
-        """
-        features = np.asarray(features, dtype=np.float32)
-        if features.ndim != 2 or features.shape[1] != self.num_features:
-            raise ValueError(
-                f"features must have shape [n, {self.num_features}], got {features.shape}"
-            )
-        return features @ self._directions + self._bias
-
-    def sample(self, n_samples: int, *, seed: int, batch_size: int = 4096) -> WorldSample:
-        """Draw `n_samples` activations with their true features; same seed, same samples."""
-        if n_samples <= 0:
-            raise ValueError(f"n_samples must be positive, got {n_samples}")
-        hidden = np.empty((n_samples, self.d_in), dtype=np.float32)
-        features = np.empty((n_samples, self.num_features), dtype=np.float32)
-        start = 0
-        for batch in self.stream(min(batch_size, n_samples), seed=seed):
-            stop = min(start + batch.hidden.shape[0], n_samples)
-            hidden[start:stop] = batch.hidden[: stop - start]
-            features[start:stop] = batch.features[: stop - start]
-            start = stop
-            if start == n_samples:
-                break
-        return WorldSample(hidden, features)
 
     def stream(self, batch_size: int, *, seed: int) -> Iterator[WorldSample]:
         """An endless stream of batches drawn from the seed's own random stream."""
@@ -433,10 +366,6 @@ class World:
                 features = self.model.activation_generator.sample(batch_size)
                 hidden = self.model.feature_dict(features)
             yield WorldSample(hidden.numpy(), features.numpy())
-
-    def true_l0(self, n_samples: int = 8192, *, seed: int = 0) -> float:
-        """Mean number of active true features per sample, estimated on n_samples."""
-        return float((self.sample(n_samples, seed=seed).features > 0).sum(1).mean())
 
     # ---- persistence -------------------------------------------------------------------
 

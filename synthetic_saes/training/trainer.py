@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from synthetic_saes.training.architectures import aux_k_loss, sae_loss
 from synthetic_saes.training.config import TrainingConfig, checkpoint_steps
 from synthetic_saes.training.population import Checkpoint, TrainedPopulation
-from synthetic_saes.worlds import World
+from synthetic_saes.base_world import BaseWorld
 
 __all__ = ["TrainState", "init_state", "make_train_step", "train_population"]
 
@@ -214,7 +214,7 @@ def _prefetched(batches: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.nd
 
 
 def train_population(
-    data: World | Iterable[np.ndarray],
+    data: BaseWorld | Iterable[np.ndarray],
     config: TrainingConfig,
     *,
     seeds: Sequence[int],
@@ -228,7 +228,7 @@ def train_population(
     """Train `len(seeds)` SAEs of one config at once on a shared stream of batches.
 
     Args:
-        data: a World (sampled with `data_seed`) or an iterable of float32 [batch_size, d_in]
+        data: a world (sampled with `data_seed`) or an iterable of float32 [batch_size, d_in]
             arrays.
         config: the training config (architecture, width, sparsity, samples, ...).
         seeds: distinct non-negative init seeds, one per SAE.
@@ -252,7 +252,7 @@ def train_population(
         raise ValueError("seeds must not be empty")
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ValueError(f"seeds must be distinct non-negative ints, got {seeds}")
-    if isinstance(data, World):
+    if isinstance(data, BaseWorld):
         d_in = data.d_in
         batches: Iterator[np.ndarray] = (
             b.hidden for b in data.stream(config.batch_size, seed=data_seed)

@@ -31,3 +31,20 @@ def test_no_hierarchy_gives_an_empty_view():
     assert h.num_parents == 0 and h.sibling_pairs() == []
     assert h.parent_child_pairs().shape == (0, 2)
     assert np.all(h.parent == -1)
+
+
+def test_from_edges_builds_the_forest_and_rejects_bad_edges():
+    import pytest
+
+    from synthetic_saes.hierarchy import FeatureHierarchy
+
+    h = FeatureHierarchy.from_edges(5, [(0, 1), (0, 2), (3, 4)], exclusive_parents=[0])
+    assert h.parent.tolist() == [-1, 0, 0, -1, 3]
+    assert h.children[0] == (1, 2) and h.children[3] == (4,)
+    assert h.mutually_exclusive.tolist() == [True, False, False, False, False]
+    with pytest.raises(ValueError, match="two parents"):
+        FeatureHierarchy.from_edges(3, [(0, 2), (1, 2)])
+    with pytest.raises(ValueError, match="cycle"):
+        FeatureHierarchy.from_edges(3, [(0, 1), (1, 2), (2, 0)])
+    with pytest.raises(ValueError, match="bad hierarchy edge"):
+        FeatureHierarchy.from_edges(3, [(0, 3)])
