@@ -31,7 +31,7 @@ from groundtruth.registry import evaluate_metric, get_metric
 from groundtruth.report import verdict, write_report
 from groundtruth.store import ResultStore
 from groundtruth.study import StudyConfig
-from synthetic_saes.worlds import build_world
+from groundtruth.study_world import build_study_world
 
 __all__ = ["run_audit", "plan_evaluations", "MIN_CORRELATION_SAES"]
 
@@ -102,7 +102,7 @@ def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> 
                          f"{MIN_CORRELATION_SAES} are needed for a rank correlation with an interval")
     _check_run_folder(out, study)
     started = time.perf_counter()
-    world = build_world(study.world)
+    world = build_study_world(study.world, out, progress=progress)
     data = AuditData(world, study.data)
     saes = constructed_saes(world, study.families, out, progress=progress)
     saes += trained_saes(world, study.training, out, progress=progress)
@@ -137,10 +137,20 @@ def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> 
 
 
 def _expected_correlation_size(study: StudyConfig) -> int:
+    from types import SimpleNamespace
+
     from synthetic_saes.families import FAMILIES
+    from synthetic_saes.semisynthetic.world import LanguageWorldConfig, feature_names_of
     from synthetic_saes.worlds import build_world as _build
 
-    world = _build(study.world) if study.families.names else None
+    world = None
+    if isinstance(study.world, LanguageWorldConfig):  # counting must not train the model
+        from synthetic_saes.semisynthetic.language import Language
+
+        world = SimpleNamespace(
+            num_features=len(feature_names_of(Language(study.world.language))))
+    elif study.families.names:
+        world = _build(study.world)
     constructed = sum(len(FAMILIES[n].default_values(world)) for n in study.families.names)
     controls = 5 if study.families.controls else 0
     if controls:  # each family's first member is the oracle, listed once as a control
@@ -149,6 +159,36 @@ def _expected_correlation_size(study: StudyConfig) -> int:
     trained = sum(len(plan.sparsity[a]) for a in plan.architectures) * len(plan.widths) * len(
         plan.seeds)
     return constructed + controls + trained
+
+
+def _comparison(study: StudyConfig, metrics: dict) -> dict | None:
+    """Each metric's Spearman with the primary ground truth beside the same number in the
+    report named by `options.compare_with` (e.g. the synthetic audit's), or None."""
+    path = study.options.get("compare_with")
+    if not path:
+        return None
+    path = Path(path)
+    if not path.is_absolute():
+        path = Path(__file__).resolve().parents[1] / path
+    if not path.exists():
+        return {"reference": str(path), "found": False, "metrics": {}}
+    other = json.loads(path.read_text())
+    primary = study.lenses.ground_truth[0]
+    rows = {}
+    for name, entry in metrics.items():
+        theirs = other.get("metrics", {}).get(name, {}).get("gt_correlation", {}).get(primary)
+        ours = entry["gt_correlation"][primary]
+        rows[name] = {
+            "spearman": ours["spearman"], "spearman_ci95": ours["spearman_ci95"],
+            "reference_spearman": None if theirs is None else theirs["spearman"],
+            "reference_spearman_ci95": None if theirs is None else theirs["spearman_ci95"],
+            "verdict": entry["verdict"]["overall"],
+            "reference_verdict": (other["metrics"][name].get("verdict", {}).get("overall")
+                                  if theirs is not None else None)}
+    return {"reference": str(path), "found": True,
+            "reference_study": other.get("config", {}).get("name"),
+            "reference_world": other.get("world", {}).get("summary"), "ground_truth": primary,
+            "metrics": rows}
 
 
 def _value(store: ResultStore, sae: str, metric, seed: int) -> float:
@@ -255,7 +295,9 @@ def build_report(study: StudyConfig, world, saes: list[AuditSAE], store: ResultS
         "config": study.to_dict(),
         "world": {"summary": repr(world), "config": world.config.to_dict() if world.config
                   else None, "true_l0": float(np.mean([(world.sample(2048, seed=0).features > 0)
-                                                       .sum(1).mean()]))},
+                                                       .sum(1).mean()])),
+                  **({"ground_truth": world.summary()} if hasattr(world, "summary") else {})},
+        "comparison": _comparison(study, report_metrics),
         "population": {"n_correlation": n, "by_kind": by_kind, "n_trajectory_runs": len(runs),
                        "n_training_seeds": len(training_seeds),
                        "n_checkpoints": study.training.n_checkpoints,

@@ -19,7 +19,7 @@ import numpy as np
 from synthetic_saes.corpora import ContrastiveCorpus, CorpusConfig, make_corpus
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int
-from synthetic_saes.worlds import World, WorldSample
+from synthetic_saes.base_world import BaseWorld, WorldSample
 
 __all__ = ["DataConfig", "AuditData", "ProbeSet"]
 
@@ -82,7 +82,7 @@ class ProbeSet(NamedTuple):
 class AuditData:
     """A world and the seeded inputs every metric shares (see the module docstring)."""
 
-    def __init__(self, world: World, config: DataConfig | None = None, *, cache_size: int = 64):
+    def __init__(self, world: BaseWorld, config: DataConfig | None = None, *, cache_size: int = 64):
         self.world = world
         self.config = config or DataConfig()
         self._cache: OrderedDict = OrderedDict()
@@ -108,8 +108,10 @@ class AuditData:
         if share_parent is not None:
             changes["share_parent"] = share_parent
         cfg = CorpusConfig.from_dict({**base.to_dict(), **changes})
-        return self._cached(("corpus", seed, cfg.share_parent),
-                            lambda: make_corpus(self.world, cfg))
+        # a world with its own stories (a language model) draws them; others plant features
+        build = getattr(self.world, "contrastive_corpus", None) or (
+            lambda c: make_corpus(self.world, c))
+        return self._cached(("corpus", seed, cfg.share_parent), lambda: build(cfg))
 
     @property
     def probe_features(self) -> np.ndarray:

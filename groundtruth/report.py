@@ -100,6 +100,7 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
             f"{_fmt(c['partial_spearman_width_l0'])} | " + (others + " | " if others else "")
             + f"{_fmt(m['reseed']['cv'], 3)} | {_fmt(ratio)} | "
             f"{_fmt(m['trajectory']['discriminability'])} | {_fmt(m['trajectory']['snr'], 1)} |")
+    lines += _comparison_lines(report) + _ground_truth_lines(report)
     lines += ["", "### Why", ""]
     for name, m in report["metrics"].items():
         reasons = m["verdict"]["reasons"]
@@ -141,6 +142,59 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines.append("")
     return "\n".join(lines)
+
+
+def _ci(value, interval) -> str:
+    if value is None:
+        return "-"
+    return f"{_fmt(value)} [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+
+
+def _comparison_lines(report: dict) -> list[str]:
+    comparison = report.get("comparison")
+    if not comparison:
+        return []
+    lines = ["", f"## Beside {comparison.get('reference_study') or comparison['reference']}", ""]
+    if not comparison["found"]:
+        return lines + [f"No reference report at `{comparison['reference']}`: run its study "
+                        "(`make audit` for the synthetic one) and rerun this study to put "
+                        "the numbers side by side."]
+    gt = comparison["ground_truth"]
+    lines += [f"Spearman with {gt} [95% CI] on this world and on "
+              f"`{comparison['reference_world']}`.", "",
+              "| metric | this world | verdict | reference world | verdict |",
+              "|---|---|---|---|---|"]
+    for name, row in comparison["metrics"].items():
+        lines.append(f"| {name} | {_ci(row['spearman'], row['spearman_ci95'])} | "
+                     f"{row['verdict']} | "
+                     f"{_ci(row['reference_spearman'], row['reference_spearman_ci95'])} | "
+                     f"{row['reference_verdict'] or '-'} |")
+    return lines
+
+
+def _ground_truth_lines(report: dict) -> list[str]:
+    truth = report["world"].get("ground_truth")
+    if not truth:
+        return []
+    quality = truth["dictionary_quality"]
+    lines = ["", "## The ground truth on this world", "",
+             f"Supervised dictionary at `{truth['hook']}`: {truth['n_features']} features in "
+             f"{truth['d_in']} dimensions; it explains "
+             f"{quality['explained_variance']:.3f} of the activations' variance on "
+             f"{quality['n_tokens']} held-out tokens.", "",
+             "| attribute | dictionary nearest-mean probe | logistic probe on the activations |",
+             "|---|---|---|"]
+    logistic = (truth.get("model_evaluation") or {}).get("probe_accuracy", {})
+    for name, value in quality["probe_accuracy"].items():
+        lines.append(f"| {name} | {value:.3f} | {_fmt(logistic.get(name), 3)} |")
+    evaluation = truth.get("model_evaluation") or {}
+    if evaluation:
+        lines += ["", f"The model: final training loss {_fmt(truth['model_final_training_loss'], 3)}, "
+                  f"held-out loss {_fmt(evaluation['loss'], 3)}, pole recall accuracy "
+                  f"{_fmt(evaluation['pole_accuracy'], 3)}, axis recall accuracy "
+                  f"{_fmt(evaluation['axis_accuracy'], 3)} (logistic probes read the model's "
+                  "evaluation hook)."]
+    return lines
 
 
 def plot_report(report: dict, out: Path) -> list[str]:

@@ -14,14 +14,18 @@ from typing import Any
 
 from groundtruth.data import DataConfig
 from synthetic_saes.families import FAMILIES
+from synthetic_saes.semisynthetic.world import LanguageWorldConfig
 from synthetic_saes.training.config import TRAINING_ARCHITECTURES
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
 from synthetic_saes.worlds import PRESETS, WorldConfig, preset
 
 __all__ = [
     "StudyConfig", "FamiliesConfig", "TrainingPlan", "LensConfig", "VerdictRules",
-    "load_study", "study_from_dict", "STUDY_KINDS", "default_study_path",
+    "load_study", "study_from_dict", "STUDY_KINDS", "default_study_path", "WORLD_KINDS",
 ]
+
+WORLD_KINDS = ("synthetic", "language")
+"""`[world] kind`: a synthetic preset (default) or the language model's activations."""
 
 STUDY_KINDS = ("audit", "contrastive_siblings", "regression_holdout", "width_confound",
                "cebench_published")
@@ -136,7 +140,7 @@ class StudyConfig:
     kind: str = "audit"
     seed: int = 0
     description: str = ""
-    world: WorldConfig = field(default_factory=lambda: preset("cpu"))
+    world: WorldConfig | LanguageWorldConfig = field(default_factory=lambda: preset("cpu"))
     data: DataConfig = field(default_factory=DataConfig)
     metrics: tuple[str, ...] = ()
     families: FamiliesConfig = field(default_factory=FamiliesConfig)
@@ -168,8 +172,19 @@ def _section(cls, data: dict[str, Any] | None, where: str, **extra):
     return cls(**data, **extra)
 
 
-def _world(section: dict[str, Any] | None) -> WorldConfig:
+def _world(section: dict[str, Any] | None) -> WorldConfig | LanguageWorldConfig:
     section = dict(section or {})
+    kind = section.pop("kind", "synthetic")
+    if kind not in WORLD_KINDS:
+        raise ValueError(f"[world] unknown kind {kind!r}; known: {list(WORLD_KINDS)}")
+    if kind == "language":
+        for key in ("sentences",):
+            if isinstance(section.get("language", {}).get(key), list):
+                section["language"][key] = tuple(section["language"][key])
+        try:
+            return LanguageWorldConfig.from_dict(section)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"[world] {error}") from None
     name = section.pop("preset", "cpu")
     if name not in PRESETS:
         raise ValueError(f"[world] unknown preset {name!r}; known: {sorted(PRESETS)}")

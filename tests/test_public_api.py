@@ -7,6 +7,7 @@ import pytest
 PACKAGES = [
     "synthetic_saes",
     "synthetic_saes.training",
+    "synthetic_saes.semisynthetic",
     "groundtruth",
     "groundtruth.metrics",
     "groundtruth.stats",

@@ -1,0 +1,41 @@
+"""Semi-synthetic ground truth: real transformers whose features we know.
+
+A small transformer trained here on a templated language whose token attributes are known
+(`language`, `model`), supervised feature dictionaries as its ground truth (`dictionary`), the
+world they make for trainers, metrics and the audit (`world`), and steering rows in
+lm-evaluation-harness's CSV format (`steering_rows`).
+"""
+
+from synthetic_saes.semisynthetic.dictionary import DictionaryQuality as DictionaryQuality
+from synthetic_saes.semisynthetic.dictionary import SupervisedDictionary as SupervisedDictionary
+from synthetic_saes.semisynthetic.dictionary import dictionary_quality as dictionary_quality
+from synthetic_saes.semisynthetic.dictionary import (
+    fit_supervised_dictionary as fit_supervised_dictionary,
+)
+from synthetic_saes.semisynthetic.language import ATTRIBUTES as ATTRIBUTES
+from synthetic_saes.semisynthetic.language import Language as Language
+from synthetic_saes.semisynthetic.language import LanguageConfig as LanguageConfig
+from synthetic_saes.semisynthetic.language import Story as Story
+from synthetic_saes.semisynthetic.model import ModelConfig as ModelConfig
+from synthetic_saes.semisynthetic.model import RecallMargins as RecallMargins
+from synthetic_saes.semisynthetic.model import evaluate_language_model as evaluate_language_model
+from synthetic_saes.semisynthetic.model import load_language_model as load_language_model
+from synthetic_saes.semisynthetic.model import recall_margins as recall_margins
+from synthetic_saes.semisynthetic.model import train_language_model as train_language_model
+from synthetic_saes.semisynthetic.steering_rows import SteeringRow as SteeringRow
+from synthetic_saes.semisynthetic.steering_rows import apply_steering as apply_steering
+from synthetic_saes.semisynthetic.steering_rows import read_steering_csv as read_steering_csv
+from synthetic_saes.semisynthetic.steering_rows import steered as steered
+from synthetic_saes.semisynthetic.steering_rows import write_steering_csv as write_steering_csv
+from synthetic_saes.semisynthetic.world import LanguageWorld as LanguageWorld
+from synthetic_saes.semisynthetic.world import LanguageWorldConfig as LanguageWorldConfig
+
+__all__ = [
+    "ATTRIBUTES", "Language", "LanguageConfig", "Story",
+    "ModelConfig", "RecallMargins", "train_language_model", "load_language_model",
+    "evaluate_language_model", "recall_margins",
+    "SupervisedDictionary", "DictionaryQuality", "fit_supervised_dictionary",
+    "dictionary_quality",
+    "LanguageWorld", "LanguageWorldConfig",
+    "SteeringRow", "read_steering_csv", "write_steering_csv", "apply_steering", "steered",
+]
