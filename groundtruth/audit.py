@@ -128,6 +128,13 @@ def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> 
             bar.update(1)
         bar.close()
         report = build_report(study, world, saes, store, metrics, plan)
+        if hasattr(world, "dictionary") and hasattr(world, "model"):  # a language world
+            from groundtruth.model_outputs import model_output_measurements
+
+            ce = {name: {sae.id: store.get(sae.id, name, 0) for sae in saes}
+                  for name in metrics if specs[name].kind == "ce"}
+            report["model_outputs"] = model_output_measurements(
+                world, saes, out, ce_scores=ce, seed=study.seed, n_boot=study.lenses.n_boot)
     finally:
         store.close()
     json_path = write_report(report, out)

@@ -100,7 +100,8 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
             f"{_fmt(c['partial_spearman_width_l0'])} | " + (others + " | " if others else "")
             + f"{_fmt(m['reseed']['cv'], 3)} | {_fmt(ratio)} | "
             f"{_fmt(m['trajectory']['discriminability'])} | {_fmt(m['trajectory']['snr'], 1)} |")
-    lines += _comparison_lines(report) + _ground_truth_lines(report)
+    lines += (_comparison_lines(report) + _ground_truth_lines(report)
+              + _model_output_lines(report))
     lines += ["", "### Why", ""]
     for name, m in report["metrics"].items():
         reasons = m["verdict"]["reasons"]
@@ -194,6 +195,51 @@ def _ground_truth_lines(report: dict) -> list[str]:
                   f"{_fmt(evaluation['pole_accuracy'], 3)}, axis recall accuracy "
                   f"{_fmt(evaluation['axis_accuracy'], 3)} (logistic probes read the model's "
                   "evaluation hook)."]
+    return lines
+
+
+def _model_output_lines(report: dict) -> list[str]:
+    outputs = report.get("model_outputs")
+    if not outputs:
+        return []
+    inter = outputs["interventions"]
+    ks = sorted({int(k) for v in inter.values() for k in v["control_success"] if int(k) > 0})
+    lines = ["", "## Through the model's outputs", "",
+             "Interventions at the hook on the pole tokens, judged by the model's recall of the "
+             "story's pole (`synthetic_saes.semisynthetic.interventions`). The dictionary's "
+             "control is its own label swap.", "",
+             "| SAE | sufficiency | necessity | " + " | ".join(f"control@{k}" for k in ks)
+             + " | full patch |", "|---|---|---|" + "---|" * len(ks) + "---|"]
+    for name, row in inter.items():
+        control = row["control_success"]
+        cells = ([_fmt(control.get("0"))] * len(ks) if name == "dictionary"
+                 else [_fmt(control.get(str(k))) for k in ks])
+        lines.append(f"| {name} | {_fmt(row['sufficiency'])} | {_fmt(row['necessity'])} | "
+                     + " | ".join(cells) + f" | {_fmt(row['full_patch_success'])} |")
+    correlations = outputs.get("correlations") or {}
+    if correlations:
+        targets = list(next(iter(correlations.values())))
+        lines += ["", "Spearman [95% CI] over the trained SAEs of each CE score with what they do "
+                  "to the model:", "", "| metric | " + " | ".join(targets) + " |",
+                  "|---|" + "---|" * len(targets)]
+        for name, row in correlations.items():
+            lines.append(f"| {name} | " + " | ".join(
+                _ci(row[t]["spearman"], row[t]["spearman_ci95"]) for t in targets) + " |")
+    steering = outputs.get("steering") or {}
+    if "steerers" in steering:
+        unsteered = steering["unsteered"]
+        lines += ["", f"Steering toward the other pole's story_sense at `{steering['hook']}` "
+                  f"({len(steering['targets'])} targets x {steering['n_stories']} stories, "
+                  "lm-eval CSV rows, coefficient = multiple of the feature's mean magnitude); "
+                  f"unsteered: success {_fmt(unsteered['success_rate'])}, axis accuracy "
+                  f"{_fmt(unsteered['axis_accuracy'])}.", "",
+                  "| steerer | mean cos with the direction | multiple | success | "
+                  "axis accuracy | KL elsewhere (nats) |", "|---|---|---|---|---|---|"]
+        for name, entry in steering["steerers"].items():
+            cos = np.mean([c for _, c in entry["latents"].values()])
+            for m, e in entry["by_multiplier"].items():
+                lines.append(f"| {name} | {_fmt(cos)} | {m} | {_fmt(e['success_rate'])} | "
+                             f"{_fmt(e['axis_accuracy'])} | {_fmt(e['other_kl'])} |")
     return lines
 
 

@@ -9,13 +9,23 @@ story's pole, with filler around it:
 Token attributes (None where a token does not carry the attribute):
     word          the token itself, on every token
     category      the entity's category (person, animal, place, object), on entity words
-    axis          the axis a pole phrase expresses, on the words of a pole phrase
-    pole          high / low, on the words of a pole phrase
+    axis          the axis a pole phrase expresses, on the words of a pole phrase from the
+                  first word whose phrase prefix belongs to one axis only
+    pole          high / low, likewise from the first word whose prefix belongs to one pole
+                  only (a causal model cannot know the pole of "was" in "was freezing cold")
     story_axis    the story's axis and pole, on every later mention of the entity (the
     story_pole    sentences after the first), where the model must recall them from the
                   context to predict the pole phrase that follows
+    story_sense   both at once, "axis:pole", on the same tokens
     story_entity  the story's entity, on the "the" before every later mention, where the
                   model must recall it to predict the entity word
+
+What a model represents at a later mention is the joint story_sense: measured at
+blocks.0.hook_resid_post of the default model, the activation difference between a story and
+its counterfactual at a mention has cosine 0.95 with the mean difference of its own
+(axis, pole) and 0.08 with the mean over all axes, so there is no axis-free "pole" direction
+there. Supervised dictionaries therefore use story_sense, not story_axis + story_pole
+(`synthetic_saes.semisynthetic.world.DICTIONARY_ATTRIBUTES`).
 
 The context attributes are placed where the next word depends on them, because that is where
 a trained model is forced to carry them: a linear probe reads them there with near-perfect
@@ -55,7 +65,8 @@ ENTITIES: dict[str, str] = {
 }
 CATEGORIES: tuple[str, ...] = ("person", "animal", "place", "object")
 
-# axis -> (high phrases, low phrases)
+# axis -> (high phrases, low phrases); the i-th phrases of both poles have as many words, so a
+# story and its counterfactual (`Language.counterfactual_pairs`) align token by token
 AXES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "outcome": (("won the final", "celebrated the victory", "took the prize"),
                 ("lost the final", "mourned the defeat", "missed the prize")),
@@ -64,10 +75,10 @@ AXES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mood": (("laughed with joy", "felt delighted", "sang a happy song"),
              ("wept with sorrow", "felt miserable", "sang a sad song")),
     "speed": (("raced ahead quickly", "sprinted at full speed", "flew past everyone"),
-              ("crawled along slowly", "dragged its feet", "lagged behind everyone")),
+              ("crawled along slowly", "dragged its tired feet", "lagged behind everyone")),
     "wealth": (("grew rich", "counted gold coins", "bought a fine coat"),
                ("grew poor", "begged for coins", "sold its last coat")),
-    "light": (("shone brightly", "glowed in the sunshine", "sparkled at noon"),
+    "light": (("shone very brightly", "glowed in the sunshine", "sparkled at noon"),
               ("sat in darkness", "vanished into the shadows", "faded at midnight")),
 }
 _OPENINGS = ("on a quiet morning", "late one evening", "after a long journey", "during the festival",
@@ -76,12 +87,24 @@ _LINKS = ("later", "then", "soon", "once more", "after that")
 _ENDINGS = ("everyone talked about it", "nobody expected that", "the town remembered it",
             "it was a day like no other", "the bells rang")
 
+# phrase prefix -> (axes, poles) of the phrases that start with it
+_PREFIX_SENSES: dict[str, tuple[set[str], set[str]]] = {}
+for _axis, _phrases in AXES.items():
+    for _pole, _group in zip(("high", "low"), _phrases):
+        for _phrase in _group:
+            _words = _phrase.split()
+            for _n in range(1, len(_words) + 1):
+                _entry = _PREFIX_SENSES.setdefault(" ".join(_words[:_n]), (set(), set()))
+                _entry[0].add(_axis)
+                _entry[1].add(_pole)
+
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "category": CATEGORIES,
     "axis": tuple(AXES),
     "pole": ("high", "low"),
     "story_axis": tuple(AXES),
     "story_pole": ("high", "low"),
+    "story_sense": tuple(f"{a}:{p}" for a in AXES for p in ("high", "low")),
     "story_entity": tuple(ENTITIES),
 }
 """The attributes other than `word`, and their values."""
@@ -192,15 +215,19 @@ class Language:
 
         def add(text: str, *, entity_word: bool = False, pole_phrase: bool = False,
                 later: bool = False) -> None:
-            for word in text.split():
+            for i, word in enumerate(text.split()):
                 words.append(word)
                 labels["word"].append(word)
                 labels["category"].append(ENTITIES[entity] if entity_word else None)
-                labels["axis"].append(axis if pole_phrase else None)
-                labels["pole"].append(pole if pole_phrase else None)
+                prefix = " ".join(text.split()[:i + 1])
+                axes, poles = _PREFIX_SENSES.get(prefix, (set(), set()))
+                known_axis = pole_phrase and len(axes) == 1
+                labels["axis"].append(axis if known_axis else None)
+                labels["pole"].append(pole if known_axis and len(poles) == 1 else None)
                 recall = entity_word and later
                 labels["story_axis"].append(axis if recall else None)
                 labels["story_pole"].append(pole if recall else None)
+                labels["story_sense"].append(f"{axis}:{pole}" if recall else None)
                 labels["story_entity"].append(entity if later and word == "the" else None)
                 marked.append(pole_phrase)
 
@@ -237,6 +264,25 @@ class Language:
             axis = str(rng.choice(sorted(AXES)))
             pairs.append((self.story(entity, axis, "high", rng),
                           self.story(entity, axis, "low", rng)))
+        return pairs
+
+    def counterfactual_pairs(self, n_pairs: int, *, seed: int) -> list[tuple[Story, Story]]:
+        """Minimal pairs: a story and the same story at the other pole (the same template
+        choices, the pole phrases swapped), so both have the same length and differ only on
+        pole phrase words. The first story's pole is drawn at random."""
+        rng = np.random.default_rng(seed)
+        pairs = []
+        for _ in range(n_pairs):
+            entity = str(rng.choice(sorted(ENTITIES)))
+            axis = str(rng.choice(sorted(AXES)))
+            pole, other = ("high", "low") if rng.random() < 0.5 else ("low", "high")
+            state = rng.bit_generator.state
+            source = self.story(entity, axis, pole, rng)
+            rng.bit_generator.state = state  # the same draws: only the pole differs
+            target = self.story(entity, axis, other, rng)
+            if len(source.words) != len(target.words):
+                raise AssertionError("pole phrases must have as many words at each index")
+            pairs.append((source, target))
         return pairs
 
     def dataset_rows(self, n_pairs: int, *, seed: int, schema: str = "v4") -> list[dict]:

@@ -168,7 +168,14 @@ def load_language_model(directory: str | Path):
     report = json.loads(path.read_text())
     language = Language(LanguageConfig.from_dict(report["language"]))
     config = ModelConfig.from_dict(report["model"])
-    return load_model(directory), language, config, report
+    model = load_model(directory)
+    vocabulary = set(model.tokenizer.get_vocab())
+    missing = sorted(set(language.vocabulary) - vocabulary)
+    if missing or len(vocabulary) != len(language.vocabulary) + 4:
+        raise ValueError(f"{directory} was trained on another version of the language (its "
+                         f"tokenizer lacks {missing[:5] or 'nothing'} and has "
+                         f"{len(vocabulary)} tokens); train the model again")
+    return model, language, config, report
 
 
 def _first_word_ids(vocab: dict[str, int]) -> dict[tuple[str, str], list[int]]:

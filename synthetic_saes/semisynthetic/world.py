@@ -7,7 +7,7 @@ synthetic world runs here unchanged:
     samples       the hook's activations on every story token (BOS excluded) of seeded random
                   stories, shuffled within a buffer of `stories_per_batch` stories.
     features      one per "attribute=value" of the language ("word=knight", "category=animal",
-                  "story_pole=high", ...): a token's feature k is ||u_k|| when the token
+                  "story_sense=mood:high", ...): a token's feature k is ||u_k|| when the token
                   carries k and 0 otherwise, so a sample is ~ bias + features @ directions up
                   to the dictionary's residual (its explained variance is in `quality`).
     directions    the supervised dictionary's unit vectors u_k / ||u_k|| (least squares by
@@ -60,9 +60,14 @@ from synthetic_saes.semisynthetic.model import (
 )
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
 
-__all__ = ["LanguageWorldConfig", "LanguageWorld", "feature_names_of", "story_indicators"]
+__all__ = ["LanguageWorldConfig", "LanguageWorld", "feature_names_of", "story_indicators",
+           "DICTIONARY_ATTRIBUTES"]
 
-_FEATURE_ATTRIBUTES = ("word", *ATTRIBUTES)
+DICTIONARY_ATTRIBUTES: tuple[str, ...] = ("word", "category", "axis", "pole", "story_sense",
+                                          "story_entity")
+"""The attributes whose values are the world's features: story_sense stands for story_axis
+and story_pole, which the model does not represent separately (see `language`) and whose
+indicators are sums of story_sense's."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +125,7 @@ class LanguageWorldConfig:
 def feature_names_of(language: Language) -> tuple[str, ...]:
     """"attribute=value" for every word of the vocabulary and every attribute value."""
     names = [f"word={w}" for w in language.vocabulary]
-    names += [f"{a}={v}" for a in ATTRIBUTES for v in ATTRIBUTES[a]]
+    names += [f"{a}={v}" for a in DICTIONARY_ATTRIBUTES[1:] for v in ATTRIBUTES[a]]
     return tuple(names)
 
 
@@ -133,7 +138,7 @@ def story_indicators(stories: list[Story], names: tuple[str, ...]) -> np.ndarray
     row = 0
     for story in stories:
         for i in range(len(story.words)):
-            for attribute in _FEATURE_ATTRIBUTES:
+            for attribute in DICTIONARY_ATTRIBUTES:
                 value = story.labels[attribute][i]
                 if value is not None:
                     out[row, column[f"{attribute}={value}"]] = True
@@ -369,8 +374,9 @@ class LanguageWorld(BaseWorld):
         index = {n: i for i, n in enumerate(self._names)}
         story_pairs, subjects = [], []
         for i, (high, low) in enumerate(pairs):
-            subject = Subject(index[f"story_axis={high.axis}"], index["story_pole=high"],
-                              index["story_pole=low"])
+            subject = Subject(index[f"axis={high.axis}"],
+                              index[f"story_sense={high.axis}:high"],
+                              index[f"story_sense={high.axis}:low"])
             subjects.append(subject)
             parts = []
             for j, story in enumerate((high, low)):

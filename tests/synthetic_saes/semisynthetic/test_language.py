@@ -35,6 +35,7 @@ def test_every_token_carries_its_labels(language):
         for i in mentions[1:]:
             assert story.labels["story_pole"][i] == story.pole
             assert story.labels["story_axis"][i] == story.axis
+            assert story.labels["story_sense"][i] == f"{story.axis}:{story.pole}"
             assert story.labels["category"][i] == ENTITIES[story.entity]
             assert story.words[i - 1] == "the"
             assert story.labels["story_entity"][i - 1] == story.entity
@@ -42,7 +43,24 @@ def test_every_token_carries_its_labels(language):
         marked = " ".join(w for w, m in zip(story.words, story.marked) if m)
         assert any(p in marked for p in phrases)
         for i, mark in enumerate(story.marked):
-            assert (story.labels["pole"][i] == story.pole) == mark
+            # a phrase word carries the pole once its phrase prefix tells the pole
+            if story.labels["pole"][i] is not None:
+                assert mark and story.labels["pole"][i] == story.pole
+            if story.labels["axis"][i] is not None:
+                assert mark and story.labels["axis"][i] == story.axis
+        assert any(p is not None for p in story.labels["pole"])
+
+
+def test_pole_labels_start_where_the_prefix_tells_the_pole(language):
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        story = language.story("fox", "temperature", "low", rng)
+        for i, word in enumerate(story.words):
+            if word == "was" and story.marked[i]:  # "was freezing cold" / "was scorching hot"
+                assert story.labels["axis"][i] == "temperature"
+                assert story.labels["pole"][i] is None
+            if word in ("freezing", "shivered", "froze"):
+                assert story.labels["pole"][i] == "low"
 
 
 def test_tags_mark_exactly_the_pole_phrases(language):
@@ -108,3 +126,19 @@ def test_config_round_trips():
     assert LanguageConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown"):
         LanguageConfig.from_dict({"sentence": [1, 2]})
+
+
+def test_counterfactual_pairs_differ_only_on_pole_phrases(language):
+    pairs = language.counterfactual_pairs(30, seed=2)
+    assert {s.pole for s, _ in pairs} == {"high", "low"}
+    for source, target in pairs:
+        assert (source.entity, source.axis) == (target.entity, target.axis)
+        assert {source.pole, target.pole} == {"high", "low"}
+        assert len(source.words) == len(target.words) and source.marked == target.marked
+        for i, (a, b) in enumerate(zip(source.words, target.words)):
+            if not source.marked[i]:
+                assert a == b
+        assert source.words != target.words
+        assert source.labels["story_pole"] != target.labels["story_pole"]
+    again = language.counterfactual_pairs(30, seed=2)
+    assert [p[0].words for p in again] == [p[0].words for p in pairs]

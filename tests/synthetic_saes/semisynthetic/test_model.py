@@ -120,3 +120,16 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 def test_evaluation_is_deterministic(tiny_language_model):
     _, model, report = tiny_language_model
     assert evaluate_language_model(model, Language(), TINY_MODEL) == report["evaluation"]
+
+
+def test_a_model_of_another_language_version_is_refused(tiny_language_model, tmp_path):
+    import shutil
+
+    directory, _, _ = tiny_language_model
+    copy = shutil.copytree(directory, tmp_path / "old")
+    vocab = json.loads((copy / "tokenizer.json").read_text())
+    words = vocab["model"]["vocab"]
+    words["dragon"] = words.pop("tired")  # as if trained before "tired" joined the language
+    (copy / "tokenizer.json").write_text(json.dumps(vocab))
+    with pytest.raises(ValueError, match="another version of the language"):
+        load_language_model(copy)

@@ -122,7 +122,8 @@ def test_the_corpus_is_the_cebench_pipeline_on_the_written_dataset(tiny_language
         assert pair.marked_a.sum() > 0 and not pair.marked_a[0]  # BOS first, never marked
         assert pair.features_a.shape == (len(pair.hidden_a), world.num_features)
         assert pair.features_a[0].nnz == 0  # BOS carries no feature
-        high = world.feature_names.index("story_pole=high")
+        high = pair.subject.high
+        assert world.feature_names[high].endswith(":high")
         assert pair.features_a[:, high].nnz > 0 and pair.features_b[:, high].nnz == 0
 
 
