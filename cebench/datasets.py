@@ -778,9 +778,10 @@ def tokenize_dataset(
         ``marked`` bool ``[n_tokens]`` per story.
 
     Raises:
-        ValueError: a slow tokenizer, a bad `max_tokens`, a story with zero tokens, or a
-            story with marked spans none of whose tokens survives tokenization and
-            truncation (the message names the row and story).
+        ValueError: a slow tokenizer, a bad `max_tokens`, a story with zero tokens, a story
+            with a word the tokenizer maps to its unknown token, or a story with marked spans
+            none of whose tokens survives tokenization and truncation (the message names the
+            row and story).
     """
     if not isinstance(dataset, ContrastiveDataset):
         raise ValueError(f"dataset must be a ContrastiveDataset, got {type(dataset).__name__}")
@@ -792,6 +793,9 @@ def tokenize_dataset(
         raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
     if len(dataset) == 0:
         return []
+    # a word-level tokenizer maps unknown words to its unk token: scoring those would
+    # silently read one shared embedding in their place
+    unk_id = getattr(tokenizer, "unk_token_id", None)
     texts = [story for row in dataset for story in (row.story_a, row.story_b)]
     encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
                         return_attention_mask=False, return_token_type_ids=False, verbose=False)
@@ -803,6 +807,12 @@ def tokenize_dataset(
             offsets = np.asarray(encoded["offset_mapping"][2 * i + k], dtype=np.int64)
             if ids.shape[0] == 0:
                 raise ValueError(f"row {row.index}, story {label}: the tokenizer gives no tokens")
+            if unk_id is not None and (ids == unk_id).any():
+                text = row.story_a if label == "a" else row.story_b
+                start, end = offsets[int(np.flatnonzero(ids == unk_id)[0])]
+                raise ValueError(f"row {row.index}, story {label}: {text[start:end]!r} is "
+                                 "outside the tokenizer's vocabulary (it tokenizes to the "
+                                 "unknown token)")
             truncated = max_tokens is not None and ids.shape[0] > max_tokens
             if truncated:
                 ids, offsets = ids[:max_tokens], offsets[:max_tokens]

@@ -2,8 +2,10 @@
 
 A small transformer trained here on a templated language whose token attributes are known
 (`language`, `model`), supervised feature dictionaries as its ground truth (`dictionary`), the
-world they make for trainers, metrics and the audit (`world`), and steering rows in
-lm-evaluation-harness's CSV format (`steering_rows`).
+world they make for trainers, metrics and the audit (`world`), what SAEs do through the
+model (`interventions`, `steering`), steering rows in lm-evaluation-harness's CSV format
+(`steering_rows`); and Tracr-compiled models whose residual basis is exact ground truth
+(`tracr_models`, shipped as fixtures; `tracr_world`).
 """
 
 from synthetic_saes.semisynthetic.dictionary import DictionaryQuality as DictionaryQuality
@@ -27,6 +29,12 @@ from synthetic_saes.semisynthetic.steering_rows import apply_steering as apply_s
 from synthetic_saes.semisynthetic.steering_rows import read_steering_csv as read_steering_csv
 from synthetic_saes.semisynthetic.steering_rows import steered as steered
 from synthetic_saes.semisynthetic.steering_rows import write_steering_csv as write_steering_csv
+from synthetic_saes.semisynthetic.tracr_models import PROGRAMS as TRACR_PROGRAMS
+from synthetic_saes.semisynthetic.tracr_models import TracrModel as TracrModel
+from synthetic_saes.semisynthetic.tracr_models import compile_program as compile_program
+from synthetic_saes.semisynthetic.tracr_models import load_tracr_model as load_tracr_model
+from synthetic_saes.semisynthetic.tracr_world import TracrWorld as TracrWorld
+from synthetic_saes.semisynthetic.tracr_world import TracrWorldConfig as TracrWorldConfig
 from synthetic_saes.semisynthetic.world import LanguageWorld as LanguageWorld
 from synthetic_saes.semisynthetic.world import LanguageWorldConfig as LanguageWorldConfig
 
@@ -38,4 +46,6 @@ __all__ = [
     "dictionary_quality",
     "LanguageWorld", "LanguageWorldConfig",
     "SteeringRow", "read_steering_csv", "write_steering_csv", "apply_steering", "steered",
+    "TRACR_PROGRAMS", "TracrModel", "compile_program", "load_tracr_model", "TracrWorld",
+    "TracrWorldConfig",
 ]

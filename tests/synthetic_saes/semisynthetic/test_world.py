@@ -150,3 +150,14 @@ def test_cebench_score_on_the_model_folder_equals_the_audits_ce(
                              marked=corpus.marked_masks() if variant == "v1" else None)
         assert metrics["contrastive_score"] == pytest.approx(ours.contrastive, rel=1e-4)
         assert metrics["independent_score"] == pytest.approx(ours.independent, rel=1e-4)
+
+
+def test_cebench_refuses_a_story_with_words_outside_the_vocabulary(tiny_language_model,
+                                                                   tmp_path, capsys):
+    directory, model, _ = tiny_language_model
+    rows = [{"story1": "the fox won the final .", "story2": "the dragon lost the final .",
+             "subject1": "outcome high", "subject2": "outcome low", "subject_id": "outcome",
+             "subject_title": "outcome"}]
+    dataset = load_contrastive_dataset(write_contrastive_dataset(rows, tmp_path / "s.jsonl"))
+    with pytest.raises(ValueError, match="row 0, story b: 'dragon' is outside"):
+        tokenize_dataset(dataset, model.tokenizer)
