@@ -1,6 +1,7 @@
 # The two commands of the README: `make audit` (the main job) and `make test`.
 # Both create .venv on first use: torch==2.13.0 first (the CPU wheel; without the pin pip
-# pulls a newer torch with several GB of CUDA wheels), then the project with its test extra.
+# pulls a newer torch with several GB of CUDA wheels), then the project with its test and
+# tracr extras (so the Tracr compile tests run; the library itself needs tracr only to compile).
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
@@ -16,7 +17,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,tracr]'
 	touch $(STAMP)
 
 audit: $(STAMP)
