@@ -317,4 +317,22 @@ def plot_report(report: dict, out: Path) -> list[str]:
         fig.savefig(out / "trajectories.png", dpi=90)
         plt.close(fig)
         written.append("trajectories.png")
+    steering = (report.get("model_outputs") or {}).get("steering") or {}
+    if "steerers" in steering:
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        for name, entry in steering["steerers"].items():
+            ms = [float(m) for m in entry["by_multiplier"]]
+            for ax, key in zip(axes, ("success_rate", "axis_accuracy", "other_kl")):
+                ax.plot(ms, [e[key] for e in entry["by_multiplier"].values()], marker="o",
+                        label=name if len(name) < 40 else name[:37] + "...")
+        for ax, title in zip(axes, ("success (pole flipped)", "axis accuracy (kept)",
+                                    "KL elsewhere (nats)")):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("coefficient / feature magnitude")
+            ax.set_title(title, fontsize=9)
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "steering.png", dpi=90)
+        plt.close(fig)
+        written.append("steering.png")
     return written

@@ -74,6 +74,10 @@ def test_the_audit_runs_on_the_language_world(audited):
         assert -1 <= c["spearman_ci95"][0] <= c["spearman"] <= c["spearman_ci95"][1] <= 1
     markdown = (out / "report.md").read_text()
     assert "The ground truth on this world" in markdown
+    assert "Through the model's outputs" in markdown and (out / "steering.png").exists()
+    outputs = report["model_outputs"]
+    assert outputs["interventions"]["dictionary"]["sufficiency"] > 0.5
+    assert set(outputs["steering"]["steerers"]) >= {"dictionary"}
 
 
 def test_the_report_sits_beside_the_reference(audited):
