@@ -9,6 +9,9 @@ What is measured (each value stored as soon as it is computed, see `groundtruth.
 Deterministic metrics are measured at seed 0 only (their reseed noise is exactly 0).
 
 The correlation population: constructed SAEs, controls and trained final checkpoints.
+On a language world (`[world] kind = "language"`) the model is trained into <out>/language_model
+on first use, and the report adds the dictionary's quality and what the SAEs do through the
+model's outputs (`groundtruth.model_outputs`: interventions, steering).
 Resuming: an interrupted run (even kill -9) restarted with the same study and folder loads its
 oracle, trained populations and stored values, computes only what is missing and ends with the
 same report as an uninterrupted run.
@@ -32,6 +35,7 @@ from groundtruth.report import verdict, write_report
 from groundtruth.store import ResultStore
 from groundtruth.study import StudyConfig
 from groundtruth.study_world import build_study_world
+from synthetic_saes.semisynthetic.world import LanguageWorld
 
 __all__ = ["run_audit", "plan_evaluations", "MIN_CORRELATION_SAES"]
 
@@ -128,7 +132,7 @@ def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> 
             bar.update(1)
         bar.close()
         report = build_report(study, world, saes, store, metrics, plan)
-        if hasattr(world, "dictionary") and hasattr(world, "model"):  # a language world
+        if isinstance(world, LanguageWorld):  # ground truth through the model's outputs too
             from groundtruth.model_outputs import model_output_measurements
 
             ce = {name: {sae.id: store.get(sae.id, name, 0) for sae in saes}

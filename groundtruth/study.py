@@ -236,12 +236,17 @@ def study_from_dict(raw: dict[str, Any]) -> StudyConfig:
         data = DataConfig.from_dict({**data_section, "seed": int(study.get("seed", 0))})
     except ValueError as error:
         raise ValueError(f"[data] {error}") from None
+    world = _world(raw.get("world"))
+    kind = study.get("kind", "audit")
+    if isinstance(world, LanguageWorldConfig) and kind != "audit":
+        raise ValueError(f"[world] kind = 'language' runs audit studies; a {kind!r} study "
+                         "needs a synthetic world")
     return StudyConfig(
         name=study["name"],
-        kind=study.get("kind", "audit"),
+        kind=kind,
         seed=int(study.get("seed", 0)),
         description=study.get("description", ""),
-        world=_world(raw.get("world")),
+        world=world,
         data=data,
         metrics=names,
         families=_section(FamiliesConfig, raw.get("families"), "families"),

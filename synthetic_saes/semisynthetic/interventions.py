@@ -41,6 +41,7 @@ from synthetic_saes.sae_params import SAEParams
 from synthetic_saes.semisynthetic.language import Story
 from synthetic_saes.semisynthetic.model import recall_margins, story_tokens
 from synthetic_saes.semisynthetic.world import LanguageWorld, story_indicators
+from synthetic_saes.threads import single_threaded_torch
 
 __all__ = ["InterventionScores", "sae_interventions", "dictionary_interventions",
            "run_with_replaced", "pole_tokens", "DEFAULT_KS"]
@@ -122,7 +123,7 @@ def run_with_replaced(world: LanguageWorld, stories: Sequence[Story],
         acts[rows, cols] = torch.from_numpy(new).to(acts.dtype)
         return acts
 
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded_torch():
         logits = world.model.run_with_hooks(
             torch.from_numpy(tokens), attention_mask=torch.from_numpy(mask).long(),
             fwd_hooks=[(world.config.hook_name, hook)])

@@ -1,7 +1,8 @@
 """A small HookedTransformer trained here on the templated language, and how it is judged.
 
 Training is next-token prediction on freshly generated stories (BOS prepended, right padded,
-loss on real tokens only), deterministic in the seed. The trained model is saved as a local
+loss on real tokens only), bit-identical from the same seed (torch runs on one thread, see
+`synthetic_saes.threads`). The trained model is saved as a local
 model folder (`cebench.models.save_model`: config, safetensors weights, the word-level
 tokenizer) plus `language_model.json` holding the configs, the loss curve and the evaluation,
 which a fresh process reproduces exactly from the folder.
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from synthetic_saes.rng import derive_seed
+from synthetic_saes.threads import single_threaded_torch
 from synthetic_saes.semisynthetic.language import ATTRIBUTES, AXES, Language, LanguageConfig, Story
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
 
@@ -120,11 +122,15 @@ def train_language_model(language: Language, config: ModelConfig, directory: str
     Returns:
         (model, report) with report = the contents of language_model.json.
     """
+    with single_threaded_torch():  # bit-identical weights from the same seed
+        return _train(language, config, Path(directory), progress)
+
+
+def _train(language: Language, config: ModelConfig, directory: Path, progress: bool):
     from tqdm.auto import tqdm
 
     from cebench.models import save_model
 
-    directory = Path(directory)
     tokenizer = language.build_tokenizer(directory)
     torch.manual_seed(config.seed)
     model = _make_model(config, tokenizer)
@@ -265,6 +271,11 @@ def probe_accuracy(x: np.ndarray, labels: list, *, seed: int, l2: float = 1e-3) 
 
 def evaluate_language_model(model, language: Language, config: ModelConfig) -> dict:
     """Loss, pole accuracy and attribute-probe accuracies on held-out stories (deterministic)."""
+    with single_threaded_torch():
+        return _evaluate(model, language, config)
+
+
+def _evaluate(model, language: Language, config: ModelConfig) -> dict:
     stories = language.stories(config.eval_stories, seed=derive_seed(config.seed, "eval"))
     tokens, mask = story_tokens(language, stories, model.tokenizer, config.n_ctx)
     t, m = torch.from_numpy(tokens), torch.from_numpy(mask)

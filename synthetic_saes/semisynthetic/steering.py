@@ -37,6 +37,7 @@ from synthetic_saes.semisynthetic.steering_rows import (
     SteeringRow, read_steering_csv, steered, steering_vectors, write_steering_csv,
 )
 from synthetic_saes.semisynthetic.world import LanguageWorld
+from synthetic_saes.threads import single_threaded_torch
 
 __all__ = ["SteeringEffect", "steering_effect", "best_matching_latent", "steering_targets",
            "compare_steering", "DEFAULT_MULTIPLIERS"]
@@ -71,7 +72,7 @@ def _stories(world: LanguageWorld, axis: str, pole: str, n: int, seed: int) -> l
 def _logits(world: LanguageWorld, stories: list[Story], rows: Sequence[SteeringRow] | None):
     tokens, mask = story_tokens(world.language, stories, world.tokenizer, world.model.cfg.n_ctx)
     inputs = dict(input=torch.from_numpy(tokens), attention_mask=torch.from_numpy(mask).long())
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded_torch():
         if not rows:
             return world.model(**inputs), mask
         with steered(world.model, steering_vectors(rows)):

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -57,6 +56,7 @@ import torch
 from synthetic_saes.base_world import BaseWorld, WorldSample
 from synthetic_saes.hierarchy import FeatureHierarchy
 from synthetic_saes.rng import derive_seed
+from synthetic_saes.threads import single_threaded_torch
 from synthetic_saes.semisynthetic.tracr_models import (
     PROGRAMS,
     TracrModel,
@@ -236,7 +236,7 @@ class TracrWorld(BaseWorld):
             return np.zeros((0, self.d_in), dtype=np.float32)
         bos = np.full((n, 1), self.model.bos_id, dtype=np.int64)
         tokens = torch.from_numpy(np.concatenate([bos, token_ids], axis=1))
-        with torch.no_grad(), _single_thread():
+        with torch.no_grad(), single_threaded_torch():
             _, cache = self.model.model.run_with_cache(
                 tokens, names_filter=lambda name: name == self.config.hook_name,
                 stop_at_layer=self._layer + 1,
@@ -309,22 +309,6 @@ class TracrWorld(BaseWorld):
     def __repr__(self) -> str:
         return (f"TracrWorld(program={self.config.program!r}, hook={self.config.hook_name!r}, "
                 f"n_features={self.num_features}, d_in={self.d_in})")
-
-
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread: the model's matmuls are tiny ([n, d_model] x
-    [d_model, <= 41]), and with busy cores torch's thread pool made them ~50x slower
-    (16 ms instead of 0.3 ms each, measured on 2 cores)."""
-    previous = torch.get_num_threads()
-    if previous == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:

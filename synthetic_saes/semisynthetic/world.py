@@ -58,6 +58,7 @@ from synthetic_saes.semisynthetic.model import (
     story_tokens,
     train_language_model,
 )
+from synthetic_saes.threads import single_threaded_torch
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
 
 __all__ = ["LanguageWorldConfig", "LanguageWorld", "feature_names_of", "story_indicators",
@@ -206,7 +207,7 @@ class LanguageWorld(BaseWorld):
         [total words, d_in], stories in order."""
         tokens, mask = story_tokens(self.language, stories, self.tokenizer,
                                     self.model.cfg.n_ctx)
-        with torch.no_grad():
+        with torch.no_grad(), single_threaded_torch():
             _, cache = self.model.run_with_cache(
                 torch.from_numpy(tokens), attention_mask=torch.from_numpy(mask).long(),
                 names_filter=self.config.hook_name, return_type=None)
@@ -294,7 +295,8 @@ class LanguageWorld(BaseWorld):
             loss.backward()
             return loss
 
-        optimizer.step(closure)
+        with single_threaded_torch():
+            optimizer.step(closure)
         with torch.no_grad():
             w_enc = weights / scale[:, None]
             logits = x @ w_enc + offsets
@@ -367,8 +369,9 @@ class LanguageWorld(BaseWorld):
 
         dataset, pairs = self.contrastive_dataset(config.n_pairs, seed=config.seed)
         tokenized = tokenize_dataset(dataset, self.tokenizer)
-        acts, lengths, marked = compute_activations(self.model, self.config.hook_name,
-                                                    tokenized, bos="include")
+        with single_threaded_torch():
+            acts, lengths, marked = compute_activations(self.model, self.config.hook_name,
+                                                        tokenized, bos="include")
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         norms = self.mean_magnitudes
         index = {n: i for i, n in enumerate(self._names)}

@@ -55,6 +55,8 @@ def test_the_language_world_is_parsed_and_validated():
         study_from_dict({**RAW, "world": {"kind": "hub"}})
     with pytest.raises(ValueError, match=r"\[world\].*fit_storys"):
         study_from_dict({**RAW, "world": {"kind": "language", "fit_storys": 3}})
+    with pytest.raises(ValueError, match="runs audit studies"):
+        study_from_dict({**RAW, "study": {"name": "x", "kind": "width_confound"}})
     shipped = load_study("experiments/semisynthetic_ce.toml")
     assert isinstance(shipped.world, LanguageWorldConfig)
     assert shipped.options["compare_with"].endswith("ce_vs_groundtruth/report.json")
