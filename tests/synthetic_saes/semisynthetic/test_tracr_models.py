@@ -174,10 +174,23 @@ def test_loading_imports_neither_tracr_nor_haiku():
 # ---- compiling (needs tracr) --------------------------------------------------------------
 
 
+class _Compiled(dict):
+    """Programs compiled on first use (a few seconds each)."""
+
+    def __missing__(self, name):
+        self[name] = compile_program(name)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def compiled():
     pytest.importorskip("tracr")
-    return {name: compile_program(name) for name in PROGRAMS}
+    return _Compiled()
+
+
+# one program is checked in the default run, all of them with `make test-slow`
+_COMPILE_CHECKED = [name if name == "hist" else pytest.param(name, marks=pytest.mark.slow)
+                    for name in sorted(PROGRAMS)]
 
 
 def test_a_broken_program_fails_with_a_clear_error():
@@ -196,7 +209,7 @@ def test_a_broken_program_fails_with_a_clear_error():
         compile_program(rasp.Map(lambda x: x, rasp.tokens))
 
 
-@pytest.mark.parametrize("program", sorted(PROGRAMS))
+@pytest.mark.parametrize("program", _COMPILE_CHECKED)
 def test_a_fresh_compile_reproduces_the_shipped_fixture(compiled, loaded, program):
     fresh = convert_to_hooked_transformer(compiled[program])
     shipped = loaded[program]
@@ -209,7 +222,7 @@ def test_a_fresh_compile_reproduces_the_shipped_fixture(compiled, loaded, progra
         assert fresh.config[key] == shipped.config[key]
 
 
-@pytest.mark.parametrize("program", sorted(PROGRAMS))
+@pytest.mark.parametrize("program", _COMPILE_CHECKED)
 def test_converted_residual_stream_equals_tracr(compiled, loaded, program):
     inputs = random_inputs(program, n=PROGRAMS[program].max_seq_len, seed=1)
     error = residual_max_error(compiled[program], loaded[program], inputs)
