@@ -39,7 +39,7 @@ from sae_lens.synthetic import (
     ZipfianFiringProbabilityConfig,
 )
 
-from synthetic_saes.base_world import BaseWorld, WorldSample
+from synthetic_saes.base_world import BaseWorld, WorldSample, readonly_float32
 from synthetic_saes.hierarchy import FeatureHierarchy
 from synthetic_saes.rng import TorchStream
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
@@ -321,11 +321,11 @@ class World(BaseWorld):
             model.hierarchy, num_features=model.cfg.num_features
         )
         # Read-only numpy views of the ground truth.
-        self._directions = _readonly(model.feature_dict.feature_vectors.detach().numpy())
-        self._bias = _readonly(model.feature_dict.bias.detach().numpy())
+        self._directions = readonly_float32(model.feature_dict.feature_vectors.detach().numpy())
+        self._bias = readonly_float32(model.feature_dict.bias.detach().numpy())
         generator = model.activation_generator
-        self._firing_probabilities = _readonly(generator.firing_probabilities.numpy())
-        self._mean_magnitudes = _readonly(generator.mean_firing_magnitudes.numpy())
+        self._firing_probabilities = readonly_float32(generator.firing_probabilities.numpy())
+        self._mean_magnitudes = readonly_float32(generator.mean_firing_magnitudes.numpy())
 
     @property
     def num_features(self) -> int:
@@ -419,9 +419,3 @@ def build_world(config: WorldConfig | str) -> World:
         raise TypeError(f"expected a WorldConfig or preset name, got {type(config).__name__}")
     model = SyntheticModel(config.to_synthetic_model_config())
     return World(model, config)
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array = np.array(array, dtype=np.float32, copy=True)
-    array.setflags(write=False)
-    return array

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from synthetic_saes.base_world import BaseWorld, WorldSample
+from synthetic_saes.base_world import BaseWorld, WorldSample, readonly_float32
 from synthetic_saes.hierarchy import FeatureHierarchy
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.semisynthetic.dictionary import (
@@ -250,15 +250,15 @@ class LanguageWorld(BaseWorld):
 
     @cached_property
     def feature_directions(self) -> np.ndarray:
-        return _readonly(self.dictionary.directions)
+        return readonly_float32(self.dictionary.directions)
 
     @cached_property
     def bias(self) -> np.ndarray:
-        return _readonly(self.dictionary.bias)
+        return readonly_float32(self.dictionary.bias)
 
     @cached_property
     def mean_magnitudes(self) -> np.ndarray:
-        return _readonly(self.dictionary.norms)
+        return readonly_float32(self.dictionary.norms)
 
     def supervised_oracle(self, *, seed: int = 0, n_samples: int = 16_384, l2: float = 1e-4,
                           max_iter: int = 150):
@@ -406,9 +406,3 @@ class LanguageWorld(BaseWorld):
                 "d_in": self.d_in, "dictionary_quality": self.quality.to_dict(),
                 "model_final_training_loss": curve[-1][1],
                 "model_evaluation": report.get("evaluation")}
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array = np.array(array, dtype=np.float32, copy=True)
-    array.setflags(write=False)
-    return array
