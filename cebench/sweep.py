@@ -35,7 +35,8 @@ from cebench.models import load_model
 from cebench.saes import load_sae, sae_label
 from cebench.scores import CEScores
 
-__all__ = ["ScoreConfig", "SAESource", "SweepResult", "run_sweep", "result_path"]
+__all__ = ["ScoreConfig", "SAESource", "SweepResult", "run_sweep", "result_path",
+           "write_json_atomic"]
 
 EVAL_TYPE_ID = "ce_bench"
 
@@ -111,7 +112,9 @@ def _already_done(path: Path, eval_config: dict) -> bool:
     return existing.get("eval_type_id") == EVAL_TYPE_ID and existing.get("eval_config") == eval_config
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write `payload` as JSON (no NaN) to `path` through a temporary file and a rename, so a
+    crash leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(payload, indent=2, allow_nan=False, default=str)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -253,7 +256,7 @@ def run_sweep(
         scores = score_segments(sums, variant=variant, alpha=config.alpha,
                                 ibar_zero_defect=config.ibar_zero_defect)
         if write_results:
-            _write_json_atomic(path, _payload(scores, release=release, sae_id=sae_id, sae=sae,
+            write_json_atomic(path, _payload(scores, release=release, sae_id=sae_id, sae=sae,
                                               eval_config=eval_config, dataset=dataset))
         results.append(SweepResult(spec, "scored", path, scores))
         bar.set_postfix(C=f"{scores.contrastive:.2f}", I=f"{scores.independent:.2f}")

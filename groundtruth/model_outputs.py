@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cebench.sweep import write_json_atomic
 from groundtruth import stats
 from synthetic_saes.semisynthetic.interventions import (
     dictionary_interventions, sae_interventions,
@@ -37,12 +38,6 @@ _FILENAME = "model_outputs.json"
 
 def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _save(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
 
 
 def model_output_measurements(world, saes, out: str | Path, *, ce_scores: dict[str, dict],
@@ -67,17 +62,17 @@ def model_output_measurements(world, saes, out: str | Path, *, ce_scores: dict[s
     interventions = done.setdefault("interventions", {})
     if "dictionary" not in interventions:
         interventions["dictionary"] = dictionary_interventions(world, seed=seed).to_dict()
-        _save(path, done)
+        write_json_atomic(path, done)
     for sae in measured:
         if sae.id not in interventions:
             interventions[sae.id] = sae_interventions(world, sae.params, seed=seed).to_dict()
-            _save(path, done)
+            write_json_atomic(path, done)
     if "correlations" not in done:
         done["correlations"] = _correlations(interventions, trained, ce_scores, seed, n_boot)
-        _save(path, done)
+        write_json_atomic(path, done)
     if "steering" not in done:
         done["steering"] = _steering(world, saes, trained, out, seed)
-        _save(path, done)
+        write_json_atomic(path, done)
     return done
 
 
