@@ -48,7 +48,7 @@ __all__ = ["InterventionScores", "sae_interventions", "dictionary_interventions"
 
 DEFAULT_KS: tuple[int, ...] = (1, 2, 4, 8)
 
-# (activations [n_tokens, d_in] of the story words, story index per token) -> replacement
+# activations [n_tokens, d_in] of the edited story words -> their replacement, same shape
 Replace = Callable[[np.ndarray], np.ndarray]
 
 
@@ -152,11 +152,11 @@ def _scores(world, stories, sources, targets, reconstruct: Callable[[np.ndarray,
     if not clean.mean() > 0:
         raise ValueError("the model does not recall the pole on these stories (mean clean "
                          f"margin {clean.mean():.3f}); train it longer")
+    # edits happen at the hook only, so every run sees the clean `acts` there: reconstruct once
     recon = reconstruct(acts, stories)
     mean_recon = recon.mean(axis=0)
-    _, sufficient = _margins(world, stories, lambda x: reconstruct(x, stories))
-    _, ablated = _margins(world, stories,
-                          lambda x: x - reconstruct(x, stories) + mean_recon)
+    _, sufficient = _margins(world, stories, lambda x: recon)
+    _, ablated = _margins(world, stories, lambda x: x - recon + mean_recon)
     target_acts, _ = run_with_replaced(world, targets, None, where=pole_tokens(targets))
     _, patched = _margins(world, sources, lambda x: target_acts)
     control = {}

@@ -79,13 +79,19 @@ def _logits(world: LanguageWorld, stories: list[Story], rows: Sequence[SteeringR
             return world.model(**inputs), mask
 
 
-def steering_effect(world: LanguageWorld, rows: Sequence[SteeringRow], stories: list[Story]
-                    ) -> SteeringEffect:
-    """The effect of `rows` (lm-eval steering rows) on `stories`, which share one pole."""
+def steering_effect(world: LanguageWorld, rows: Sequence[SteeringRow], stories: list[Story],
+                    *, clean: torch.Tensor | None = None) -> SteeringEffect:
+    """The effect of `rows` (lm-eval steering rows) on `stories`, which share one pole.
+
+    `clean`: the unsteered logits of `stories`, when already computed (they are shared by
+    every steerer and coefficient of a target)."""
     if len({s.pole for s in stories}) != 1:
         raise ValueError("steering is measured on stories of one pole")
-    clean, mask = _logits(world, stories, None)
-    steered_logits, _ = _logits(world, stories, rows)
+    if clean is None:
+        clean, mask = _logits(world, stories, None)
+    else:
+        mask = story_tokens(world.language, stories, world.tokenizer, world.model.cfg.n_ctx)[1]
+    steered_logits = _logits(world, stories, rows)[0] if rows else clean
     margins = recall_margins(steered_logits, stories, world.tokenizer)
     other = torch.from_numpy(mask.copy())
     other[:, -1] = False
@@ -135,7 +141,9 @@ def compare_steering(world: LanguageWorld, saes: dict[str, tuple[SAEParams, Path
     hook = world.config.hook_name
     targets = steering_targets()
     stories = {(a, p): _stories(world, a, p, n_stories, seed) for a, p, _ in targets}
-    baseline = [steering_effect(world, [], stories[a, p]) for a, p, _ in targets]
+    clean = {key: _logits(world, group, None)[0] for key, group in stories.items()}
+    baseline = [steering_effect(world, [], stories[a, p], clean=clean[a, p])
+                for a, p, _ in targets]
     report = {"multipliers": list(multipliers), "hook": hook, "n_stories": n_stories,
               "targets": [f"{a}:{p}->{q}" for a, p, q in targets],
               "unsteered": _mean([e.to_dict() for e in baseline]), "steerers": {}}
@@ -161,8 +169,8 @@ def compare_steering(world: LanguageWorld, saes: dict[str, tuple[SAEParams, Path
             path = write_steering_csv(list(rows_of_target.values()),
                                       out / f"steering_{_slug(name)}_x{m:g}.csv")
             rows = read_steering_csv(path)  # the CSV is what is applied
-            effects = [steering_effect(world, [row], stories[row_key[0], row_key[1]])
-                       for row, row_key in zip(rows, rows_of_target)]
+            effects = [steering_effect(world, [row], stories[a, p], clean=clean[a, p])
+                       for row, (a, p, _) in zip(rows, rows_of_target)]
             by_multiplier[f"{m:g}"] = _mean([e.to_dict() for e in effects])
         report["steerers"][name] = {"latents": latents, "by_multiplier": by_multiplier}
     return report
