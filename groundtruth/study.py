@@ -177,10 +177,7 @@ def _world(section: dict[str, Any] | None) -> WorldConfig | LanguageWorldConfig:
     kind = section.pop("kind", "synthetic")
     if kind not in WORLD_KINDS:
         raise ValueError(f"[world] unknown kind {kind!r}; known: {list(WORLD_KINDS)}")
-    if kind == "language":
-        for key in ("sentences",):
-            if isinstance(section.get("language", {}).get(key), list):
-                section["language"][key] = tuple(section["language"][key])
+    if kind == "language":  # LanguageWorldConfig.from_dict turns TOML lists into tuples
         try:
             return LanguageWorldConfig.from_dict(section)
         except (TypeError, ValueError) as error:
