@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cebench.scores import PAPER_ALPHA
+
 __all__ = ["main"]
 
 
@@ -39,7 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
     how = score.add_argument_group("how")
     how.add_argument("--variant", choices=["auto", "v4", "v1"], default="auto",
                      help="v1 (marked tokens) for tagged datasets, v4 otherwise (default: auto)")
-    how.add_argument("--alpha", type=float, default=0.25, help="L0 weight of the sparsity-aware score")
+    how.add_argument("--alpha", type=float, default=PAPER_ALPHA, help="L0 weight of the sparsity-aware score")
     how.add_argument("--bos", choices=["include", "exclude"], default="include",
                      help="score the BOS position (the reference includes it)")
     how.add_argument("--batch-size", type=int, default=8, help="stories per forward pass")

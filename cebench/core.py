@@ -41,9 +41,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from cebench.sae_weights import SAEWeights
 from cebench.scores import (
-    CEScores, PerPairScores, check_latent_pairs, check_variant, row_scores, segment_distances,
-    summarize,
+    PAPER_ALPHA, CEScores, PerPairScores, check_latent_pairs, check_variant, row_scores,
+    segment_distances, summarize,
 )
 
 __all__ = [
@@ -96,10 +97,9 @@ class Encoder(NamedTuple):
 
 
 def encoder_from_sae(sae, *, compute_dtype: str = "float32") -> Encoder:
-    """The encoder of a sae_lens SAE (standard, jumprelu, topk, gated) or an `SAEParams`."""
-    from synthetic_saes.sae_params import SAEParams
-
-    if isinstance(sae, SAEParams):
+    """The encoder of a sae_lens SAE (standard, jumprelu, topk, gated) or of any
+    `cebench.sae_weights.SAEWeights` (e.g. `synthetic_saes.SAEParams`)."""
+    if isinstance(sae, SAEWeights):
         params = {"W_enc": sae.W_enc, "b_enc": sae.b_enc, "b_dec": sae.b_dec}
         if sae.architecture == "jumprelu":
             params["threshold"] = sae.threshold
@@ -346,7 +346,7 @@ def score_activations(
     *,
     variant: str = "v4",
     marked: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
-    alpha: float = 0.25,
+    alpha: float = PAPER_ALPHA,
     ibar_zero_defect: bool = False,
     chunk_size: int = 2048,
     compute_dtype: str = "float32",
@@ -355,7 +355,7 @@ def score_activations(
     """CE-Bench scores of model activations through an SAE, via the JAX core.
 
     Args:
-        sae: a sae_lens SAE, an `SAEParams` or an `Encoder`.
+        sae: a sae_lens SAE, an `SAEWeights` (e.g. `SAEParams`) or an `Encoder`.
         pairs: per row, (activations_a [T_a, d_in], activations_b [T_b, d_in]).
         variant, marked, alpha, ibar_zero_defect: as in `cebench.score_latents`.
         chunk_size, compute_dtype, devices: see `segment_sums` and `EncoderConfig`.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -84,9 +85,9 @@ def build_demo(directory: str | Path, *, n_pairs: int = 24, d_model: int = 64, n
     """Write the demo artifacts (deterministic in `seed`); see the module docstring."""
     from cebench.datasets import write_contrastive_dataset
     from cebench.models import make_tiny_model, save_model
+    from cebench.sae_weights import save_sae_lens
     from cebench.saes import write_gemma_scope_npz
     from cebench.tokenizer import build_local_tokenizer
-    from synthetic_saes.sae_params import SAEParams
 
     directory = Path(directory)
     v1 = write_contrastive_dataset(demo_rows(n_pairs, schema="v1", seed=seed),
@@ -109,16 +110,23 @@ def build_demo(directory: str | Path, *, n_pairs: int = 24, d_model: int = 64, n
         extra = {"k": 8} if arch == "topk" else {}
         if arch == "jumprelu":
             extra["threshold"] = np.full(d_sae, 0.1 * (i + 1), np.float32)
-        params = SAEParams(W_enc=W.T, b_enc=np.zeros(d_sae), W_dec=W, b_dec=np.zeros(d_model),
-                           architecture=arch, **extra)
-        sae_dirs.append(params.save(directory / "saes" / f"demo_{arch}_{i}",
-                                    model_name=str(directory / "model"), hook_name=hook))
+        params = _tied_weights(W, architecture=arch, **extra)
+        sae_dirs.append(save_sae_lens(params, directory / "saes" / f"demo_{arch}_{i}",
+                                      model_name=str(directory / "model"), hook_name=hook))
     W = rng.standard_normal((d_sae, d_model)).astype(np.float32)
     W /= np.linalg.norm(W, axis=1, keepdims=True)
-    gemma = SAEParams(W_enc=W.T, b_enc=np.zeros(d_sae), W_dec=W, b_dec=np.zeros(d_model),
-                      architecture="jumprelu", threshold=np.full(d_sae, 0.2, np.float32),
-                      apply_b_dec_to_input=False)
+    gemma = _tied_weights(W, architecture="jumprelu", threshold=np.full(d_sae, 0.2, np.float32),
+                          apply_b_dec_to_input=False)
     npz = write_gemma_scope_npz(
         gemma, directory / "gemma-scope-demo-pt-res" / "layer_1" / "width_128" / "average_l0_10"
         / "params.npz")
     return DemoArtifacts(directory, v1, v4, directory / "model", tuple(sae_dirs), npz, hook)
+
+
+def _tied_weights(W: np.ndarray, *, architecture: str, threshold: np.ndarray | None = None,
+                  k: int | None = None, apply_b_dec_to_input: bool = True) -> SimpleNamespace:
+    """An `SAEWeights` with decoder W [d_sae, d_in], encoder W.T and zero biases (float32)."""
+    W = np.asarray(W, dtype=np.float32)
+    return SimpleNamespace(W_enc=W.T, b_enc=np.zeros(W.shape[0], np.float32), W_dec=W,
+                           b_dec=np.zeros(W.shape[1], np.float32), architecture=architecture,
+                           threshold=threshold, k=k, apply_b_dec_to_input=apply_b_dec_to_input)

@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from cebench.sae_weights import SAEWeights
+
 if TYPE_CHECKING:
     from sae_lens import SAE
     from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
-
-    from synthetic_saes.sae_params import SAEParams
 
 __all__ = [
     "GEMMA_SCOPE_KEYS",
@@ -222,8 +222,9 @@ def sae_label(source: str | Path, sae_id: str | None = None) -> tuple[str, str]:
     return leaf.parent.name or "local", leaf.name
 
 
-def write_gemma_scope_npz(params: SAEParams, path: str | Path) -> Path:
-    """Write a jumprelu `SAEParams` as a Gemma Scope params.npz (uncompressed, float32).
+def write_gemma_scope_npz(params: SAEWeights, path: str | Path) -> Path:
+    """Write a jumprelu SAE (`SAEWeights`, e.g. `SAEParams`) as a Gemma Scope params.npz
+    (uncompressed, float32).
 
     Args:
         params: a jumprelu SAE with `apply_b_dec_to_input` False (Gemma Scope's encoding).

@@ -50,6 +50,7 @@ __all__ = [
     "CEScores",
     "PerPairScores",
     "POOLINGS",
+    "PAPER_ALPHA",
     "zscore",
     "zscore_ceiling",
     "pool",
@@ -61,6 +62,9 @@ __all__ = [
     "check_variant",
     "scores_from_segment_means",
 ]
+
+PAPER_ALPHA = 0.25
+"""The L0 weight of CE-Bench's sparsity-aware score C + I - alpha L0 (the paper's choice)."""
 
 Variant = Literal["v4", "v1"]
 VARIANTS: tuple[str, ...] = ("v4", "v1")
@@ -94,11 +98,38 @@ def zscore(values, xp=np):
     return centred / xp.where((std == 0) | (n < 2), 1.0, std)
 
 
-def zscore_ceiling(n: int) -> float:
-    """The largest possible max z-score over n values, (n - 1) / sqrt(n) (unbiased std)."""
-    if n < 2:
-        return 1.0
-    return (n - 1) / np.sqrt(n)
+def zscore_ceiling(n):
+    """The largest possible max_j z_j over n values, z with the unbiased std: (n - 1) / sqrt(n).
+
+    The maximum is reached when one value stands out and the other n - 1 are equal. CE-Bench's
+    scores are means over rows of such a max over the d_sae latents, so they are bounded by
+    this ceiling with n = d_sae, which grows like sqrt(d_sae). With one value the z-score is 0
+    by convention (`zscore`), and the ceiling is taken as 1 so a calibrated score is 0, not 0/0.
+
+    Args:
+        n: number of values (int or array), >= 1.
+
+    Returns:
+        (n - 1) / sqrt(n) where n >= 2, 1.0 where n == 1; a float, or a float array for an
+        array `n`.
+
+    Raises:
+        ValueError: some n < 1 or not finite.
+
+    Examples:
+        >>> zscore_ceiling(4)
+        1.5
+        >>> v = np.array([1.0, 0.0, 0.0, 0.0])
+        >>> float(((v - v.mean()) / v.std(ddof=1)).max())
+        1.5
+        >>> zscore_ceiling(np.array([1, 4])).tolist()
+        [1.0, 1.5]
+    """
+    n = np.asarray(n, dtype=np.float64)
+    if np.any(n < 1) or not np.all(np.isfinite(n)):
+        raise ValueError(f"the z-score ceiling needs n >= 1 values, got {n}")
+    out = np.where(n < 2, 1.0, (n - 1.0) / np.sqrt(n))
+    return float(out) if out.ndim == 0 else out
 
 
 def pool(z, xp=np) -> dict:
@@ -384,7 +415,7 @@ def score_latents(
     *,
     variant: Variant = "v4",
     marked: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
-    alpha: float = 0.25,
+    alpha: float = PAPER_ALPHA,
     ibar_zero_defect: bool = False,
 ) -> CEScores:
     """CE-Bench scores of latent activations.

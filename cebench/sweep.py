@@ -33,7 +33,7 @@ from cebench.core import encoder_from_sae, score_segments, segment_sums
 from cebench.datasets import load_contrastive_dataset
 from cebench.models import load_model
 from cebench.saes import load_sae, sae_label
-from cebench.scores import CEScores
+from cebench.scores import PAPER_ALPHA, CEScores
 
 __all__ = ["ScoreConfig", "SAESource", "SweepResult", "run_sweep", "result_path",
            "write_json_atomic"]
@@ -46,7 +46,7 @@ class ScoreConfig:
     """Settings of a CE-Bench evaluation; validated on construction."""
 
     variant: Literal["auto", "v4", "v1"] = "auto"
-    alpha: float = 0.25
+    alpha: float = PAPER_ALPHA
     bos: Literal["include", "exclude"] = "include"
     batch_size: int = 8
     max_tokens: int | None = None

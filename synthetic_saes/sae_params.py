@@ -10,7 +10,8 @@ arrays plus the few settings that change encoding. `encode` reproduces sae_lens:
     decode:    x_hat = f @ W_dec + b_dec
 
 `to_sae_lens` / `save` give the matching sae_lens SAE ("standard", "jumprelu", "topk"), which
-`sae_lens.SAE.load_from_disk` reads back.
+`sae_lens.SAE.load_from_disk` reads back. An `SAEParams` is a `cebench.sae_weights.SAEWeights`,
+so cebench scores and writes it without knowing this class.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from cebench.sae_weights import save_sae_lens, to_sae_lens
 
 __all__ = ["SAEParams", "ARCHITECTURES"]
 
@@ -155,34 +158,8 @@ class SAEParams:
         metadata: dict[str, Any] | None = None,
     ):
         """The equivalent inference `sae_lens` SAE (float32, CPU); `metadata` entries are
-        stored in its cfg.metadata (and so in cfg.json)."""
-        from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig
-        from sae_lens import TopKSAE, TopKSAEConfig
-        from sae_lens.saes.sae import SAEMetadata
-
-        common = dict(
-            d_in=self.d_in,
-            d_sae=self.d_sae,
-            dtype="float32",
-            device="cpu",
-            apply_b_dec_to_input=self.apply_b_dec_to_input,
-            metadata=SAEMetadata(model_name=model_name, hook_name=hook_name, **(metadata or {})),
-        )
-        state = {
-            "W_enc": torch.from_numpy(self.W_enc.copy()),
-            "b_enc": torch.from_numpy(self.b_enc.copy()),
-            "W_dec": torch.from_numpy(self.W_dec.copy()),
-            "b_dec": torch.from_numpy(self.b_dec.copy()),
-        }
-        if self.architecture == "relu":
-            sae = StandardSAE(StandardSAEConfig(**common))
-        elif self.architecture == "jumprelu":
-            sae = JumpReLUSAE(JumpReLUSAEConfig(**common))
-            state["threshold"] = torch.from_numpy(self.threshold.copy())
-        else:
-            sae = TopKSAE(TopKSAEConfig(k=self.k, rescale_acts_by_decoder_norm=False, **common))
-        sae.load_state_dict(state)
-        return sae.eval()
+        stored in its cfg.metadata (and so in cfg.json). See `cebench.sae_weights`."""
+        return to_sae_lens(self, model_name=model_name, hook_name=hook_name, metadata=metadata)
 
     @classmethod
     def from_sae_lens(cls, sae) -> SAEParams:
@@ -228,10 +205,8 @@ class SAEParams:
         metadata: dict[str, Any] | None = None,
     ) -> Path:
         """Write a sae_lens directory (cfg.json + sae_weights.safetensors) at `path`."""
-        path = Path(path)
-        sae = self.to_sae_lens(model_name=model_name, hook_name=hook_name, metadata=metadata)
-        sae.save_model(path)
-        return path
+        return save_sae_lens(self, path, model_name=model_name, hook_name=hook_name,
+                             metadata=metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> SAEParams:
