@@ -8,15 +8,55 @@ width, k, learning rate, batch size and sample count) and reports ground-truth M
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
-from synthetic_saes.training import TrainingConfig
-from synthetic_saes.training.baseline import compare_with_sae_lens
+from groundtruth.metrics import evaluate_quality
+from synthetic_saes.base_world import BaseWorld
+from synthetic_saes.sae_params import SAEParams
+from synthetic_saes.training import TrainingConfig, train_population
+from synthetic_saes.training.baseline import train_with_sae_lens
 from synthetic_saes.worlds import build_world
 
 CONFIG = dict(architecture="topk", d_sae=512, k=16, batch_size=1024, lr=1e-3)
+
+
+def compare_with_sae_lens(world: BaseWorld, config: TrainingConfig, *, seeds: tuple[int, ...],
+                          baseline_seeds: tuple[int, ...], data_seed: int = 0,
+                          eval_samples: int = 8192, progress: bool = False) -> dict:
+    """Train `seeds` at once with our trainer and `baseline_seeds` one by one with sae_lens;
+    return ground-truth MCC / F1 / explained variance of every SAE, wall times and, for our
+    population, the GT-F1 of every seed at every checkpoint.
+    """
+
+    def scores(params: SAEParams) -> dict:
+        q = evaluate_quality(params, world, n_samples=eval_samples, seed=0)
+        return {"mcc": q.mcc, "f1": q.f1, "explained_variance": q.explained_variance, "l0": q.l0}
+
+    start = time.perf_counter()
+    population = train_population(world, config, seeds=seeds, data_seed=data_seed,
+                                  progress=progress)
+    ours_seconds = time.perf_counter() - start
+    ours = [scores(population.params(i)) for i in range(len(seeds))]
+    trajectory_f1 = [
+        [evaluate_quality(population.params(i, c), world, n_samples=eval_samples, seed=0).f1
+         for c in range(len(population.checkpoints))]
+        for i in range(len(seeds))
+    ]
+    start = time.perf_counter()
+    theirs = [scores(train_with_sae_lens(world, config, seed=s)) for s in baseline_seeds]
+    theirs_seconds = time.perf_counter() - start
+    return {
+        "config": config.to_dict(),
+        "ours": ours,
+        "sae_lens": theirs,
+        "ours_seconds": ours_seconds,
+        "sae_lens_seconds": theirs_seconds,
+        "checkpoint_steps": list(population.checkpoint_steps),
+        "trajectory_f1": trajectory_f1,
+    }
 
 
 def run(samples: int, progress: bool = True) -> dict:

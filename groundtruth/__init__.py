@@ -1,31 +1,33 @@
 """The audit: can an SAE metric be trusted? Reseed noise, ground-truth correlation, trajectory
-discriminability, and reports people read.
+discriminability, and reports people read. Three layers, each importing only those below it:
 
-registry      name -> metric(sae, data, seed) -> float; register your own in a few lines
-data          the seeded, shared inputs metrics are measured on
-stats         bootstrap intervals, rank correlations, MDD, variance decomposition, ...
-lenses        the three lenses applied to stored metric values
-audit         run (or resume) an audit study; report.json / report.md / PNG plots
-study         study configurations (TOML), validated before any work
+metrics/      name -> metric(sae, data, seed) -> float: the registry, the shipped metrics,
+              AuditData (the seeded inputs), ground-truth matching and quality, probing
+audit core    study (TOML configs), study_world, population (the SAEs), store (values as they
+              are computed), stats, lenses, report, model_outputs, audit (runs an audit study)
+studies/      one file per study kind; STUDIES maps kind -> runner
+cli           the `groundtruth` command (argparse only)
 """
 
 from groundtruth.audit import run_audit as run_audit
-from groundtruth.cli import run_study as run_study
-from groundtruth.data import AuditData as AuditData
-from groundtruth.data import DataConfig as DataConfig
-from groundtruth.noise_floor import real_noise_floor as real_noise_floor
-from groundtruth.noise_floor import synthetic_noise_floor as synthetic_noise_floor
-from groundtruth.registry import MetricSpec as MetricSpec
-from groundtruth.registry import evaluate_metric as evaluate_metric
-from groundtruth.registry import get_metric as get_metric
-from groundtruth.registry import metric_names as metric_names
-from groundtruth.registry import register_metric as register_metric
+from groundtruth.metrics import AuditData as AuditData
+from groundtruth.metrics import DataConfig as DataConfig
+from groundtruth.metrics import MetricSpec as MetricSpec
+from groundtruth.metrics import evaluate_metric as evaluate_metric
+from groundtruth.metrics import get_metric as get_metric
+from groundtruth.metrics import metric_names as metric_names
+from groundtruth.metrics import register_metric as register_metric
+from groundtruth.studies import STUDIES as STUDIES
+from groundtruth.studies import run_study as run_study
+from groundtruth.studies.noise_floor import real_noise_floor as real_noise_floor
+from groundtruth.studies.noise_floor import synthetic_noise_floor as synthetic_noise_floor
 from groundtruth.study import StudyConfig as StudyConfig
 from groundtruth.study import load_study as load_study
 
 __all__ = [
     "run_audit",
     "run_study",
+    "STUDIES",
     "load_study",
     "StudyConfig",
     "AuditData",

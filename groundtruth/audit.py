@@ -25,22 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
-from groundtruth.data import AuditData
+from groundtruth.metrics.data import AuditData
 from groundtruth.lenses import (
     control_ranks, correlation_lens, decomposition_lens, reseed_lens, trajectory_lens,
 )
-from groundtruth.population import AuditSAE, constructed_saes, trained_saes
-from groundtruth.registry import evaluate_metric, get_metric
+from groundtruth.population import AuditSAE, constructed_saes, run_key, trained_saes
+from groundtruth.metrics.registry import evaluate_metric, get_metric
 from groundtruth.report import verdict, write_report
 from groundtruth.store import ResultStore
-from groundtruth.study import StudyConfig
+from groundtruth.study import StudyConfig, repository_path
 from groundtruth.study_world import build_study_world
+from synthetic_saes.families import CONTROLS
 from synthetic_saes.semisynthetic.world import LanguageWorld
 
 __all__ = ["run_audit", "plan_evaluations", "MIN_CORRELATION_SAES"]
 
 MIN_CORRELATION_SAES = 6
-_CONTROL_IDS = ("oracle", "permuted_decoder", "random_init", "random_l0_matched", "best_k")
 
 
 def _metrics_to_measure(study: StudyConfig) -> list[str]:
@@ -58,7 +58,7 @@ def _decomposition_runs(study: StudyConfig) -> set[str]:
     for arch in plan.architectures:
         levels = plan.sparsity[arch]
         value = levels[len(levels) // 2]
-        runs.add(f"{arch}/{plan.sparsity_knob[arch]}={value:g}/w{max(plan.widths)}")
+        runs.add(run_key(arch, plan.sparsity_knob[arch], value, max(plan.widths)))
     return runs
 
 
@@ -163,7 +163,7 @@ def _expected_correlation_size(study: StudyConfig) -> int:
     elif study.families.names:
         world = _build(study.world)
     constructed = sum(len(FAMILIES[n].default_values(world)) for n in study.families.names)
-    controls = 5 if study.families.controls else 0
+    controls = len(CONTROLS) if study.families.controls else 0
     if controls:  # each family's first member is the oracle, listed once as a control
         constructed -= len(study.families.names)
     plan = study.training
@@ -178,9 +178,7 @@ def _comparison(study: StudyConfig, metrics: dict) -> dict | None:
     path = study.options.get("compare_with")
     if not path:
         return None
-    path = Path(path)
-    if not path.is_absolute():
-        path = Path(__file__).resolve().parents[1] / path
+    path = repository_path(path)
     if not path.exists():
         return {"reference": str(path), "found": False, "metrics": {}}
     other = json.loads(path.read_text())
@@ -313,7 +311,7 @@ def build_report(study: StudyConfig, world, saes: list[AuditSAE], store: ResultS
                        "n_training_seeds": len(training_seeds),
                        "n_checkpoints": study.training.n_checkpoints,
                        "n_reseed": len(reseed_ids)},
-        "controls": [c for c in _CONTROL_IDS if c in controls],
+        "controls": [c for c in CONTROLS if c in controls],
         "saes": per_sae,
         "metrics": report_metrics,
         "trajectories": trajectories,

@@ -12,38 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["main", "run_study"]
-
-
-def run_study(study, out: Path, *, progress: bool = True) -> Path:
-    """Run any study kind into `out`; returns its report.json."""
-    from groundtruth.audit import run_audit
-    from groundtruth.siblings import run_contrastive_siblings
-    from groundtruth.width_confound import run_width_confound
-
-    out = Path(out)
-    if study.kind == "audit":
-        return run_audit(study, out, progress=progress)
-    if study.kind == "contrastive_siblings":
-        run_contrastive_siblings(study, out, progress=progress)
-    elif study.kind == "width_confound":
-        run_width_confound(study, out, progress=progress)
-    elif study.kind == "regression_holdout":
-        from groundtruth.holdout import run_regression_holdout
-
-        run_regression_holdout(study, out, progress=progress)
-    elif study.kind == "cebench_published":
-        from groundtruth.published import run_cebench_published
-
-        options = study.options
-        data_dir = Path(options.get("data_dir", "experiments/data/cebench-published"))
-        if not data_dir.is_absolute():
-            data_dir = Path(__file__).resolve().parents[1] / data_dir
-        run_cebench_published(data_dir, out, n_boot=int(options.get("n_boot", 2000)),
-                              seed=study.seed)
-    else:  # StudyConfig validates kinds; this guards new kinds without a runner
-        raise ValueError(f"no runner for study kind {study.kind!r}")
-    return out / "report.json"
+__all__ = ["main"]
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -84,6 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _audit(args) -> int:
+    from groundtruth.studies import run_study
     from groundtruth.study import default_study_path, load_study
 
     path = Path(args.config) if args.config else default_study_path()
@@ -95,9 +65,9 @@ def _audit(args) -> int:
 
 
 def _noise_floor(args) -> int:
-    from groundtruth.noise_floor import real_noise_floor, synthetic_noise_floor
-    from groundtruth.registry import get_metric
-    from synthetic_saes.families import CONTROLS, FAMILIES, OracleBase
+    from groundtruth.studies.noise_floor import real_noise_floor, synthetic_noise_floor
+    from groundtruth.metrics.registry import get_metric
+    from synthetic_saes.families import FAMILIES, OracleBase, control
     from synthetic_saes.sae_params import SAEParams
     from synthetic_saes.worlds import build_world
 
@@ -130,16 +100,11 @@ def _noise_floor(args) -> int:
             member = FAMILIES[name].build(base, knob)
             saes.append((member.name, member.params))
         for name in args.control:
-            if name not in CONTROLS:
-                raise ValueError(f"unknown control {name!r}; known: {list(CONTROLS)}")
-            from synthetic_saes import families
-
-            member = (families.best_k(base, max(1, world.num_features // 16)) if name == "best_k"
-                      else getattr(families, name)(base))
+            member = control(base, name)
             saes.append((member.name, member.params))
         for path in args.sae:
             saes.append((str(path), SAEParams.load(path)))
-        from groundtruth.data import DataConfig
+        from groundtruth.metrics.data import DataConfig
         from synthetic_saes.corpora import CorpusConfig
 
         # The default corpus asks for 16 subjects; small worlds have fewer sibling pairs.

@@ -16,16 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from synthetic_saes.families import (
-    FAMILIES, OracleBase, OracleConfig, best_k, oracle, permuted_decoder, random_init,
-    random_l0_matched,
-)
+from synthetic_saes.families import CONTROLS, FAMILIES, OracleBase, OracleConfig, control
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.sae_params import SAEParams
 from synthetic_saes.training import TrainedPopulation, TrainingConfig, train_population
 from synthetic_saes.worlds import World
 
-__all__ = ["AuditSAE", "constructed_saes", "trained_saes", "training_configs"]
+__all__ = ["AuditSAE", "constructed_saes", "trained_saes", "training_configs", "run_key"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,14 +95,18 @@ def constructed_saes(world: World, families, run_dir: Path, *, progress: bool = 
                             seed=member.seed, params=p))
 
     if families.controls:
-        for member in (oracle(base), permuted_decoder(base), random_init(base),
-                       random_l0_matched(base), best_k(base, max(1, world.num_features // 16))):
-            add("control", member)
+        for name in CONTROLS:
+            add("control", control(base, name))
     for name in families.names:
         spec = FAMILIES[name]
         for value in spec.default_values(world):
             add("constructed", spec.build(base, value))
     return out
+
+
+def run_key(architecture: str, knob: str, value: float, width: int) -> str:
+    """The id of a training run: "topk/k=16/w512" (the prefix of its SAEs' ids)."""
+    return f"{architecture}/{knob}={value:g}/w{width}"
 
 
 def training_configs(plan) -> list[tuple[str, TrainingConfig, str, float]]:
@@ -126,7 +127,7 @@ def training_configs(plan) -> list[tuple[str, TrainingConfig, str, float]]:
                 if arch == "jumprelu":
                     settings.update(jumprelu_init_threshold=plan.jumprelu_init_threshold,
                                     jumprelu_bandwidth=plan.jumprelu_bandwidth)
-                key = f"{arch}/{knob}={value:g}/w{width}"
+                key = run_key(arch, knob, value, width)
                 runs.append((key, TrainingConfig(**settings), knob, float(value)))
     return runs
 

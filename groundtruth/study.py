@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from groundtruth.data import DataConfig
+from groundtruth.metrics.data import DataConfig
 from synthetic_saes.families import FAMILIES
 from synthetic_saes.semisynthetic.world import LanguageWorldConfig
 from synthetic_saes.training.config import TRAINING_ARCHITECTURES
@@ -22,6 +22,7 @@ from synthetic_saes.worlds import PRESETS, WorldConfig, preset
 __all__ = [
     "StudyConfig", "FamiliesConfig", "TrainingPlan", "LensConfig", "VerdictRules",
     "load_study", "study_from_dict", "STUDY_KINDS", "default_study_path", "WORLD_KINDS",
+    "REPOSITORY", "repository_path",
 ]
 
 WORLD_KINDS = ("synthetic", "language")
@@ -202,7 +203,7 @@ def study_from_dict(raw: dict[str, Any]) -> StudyConfig:
         ValueError: unknown sections or keys, unknown metrics, presets, families,
             architectures, or values outside their rules.
     """
-    from groundtruth.registry import get_metric, metric_names
+    from groundtruth.metrics.registry import get_metric, metric_names
 
     unknown = sorted(set(raw) - _TOP_LEVEL)
     if unknown:
@@ -266,6 +267,17 @@ def load_study(path: str | Path) -> StudyConfig:
     return study_from_dict(raw)
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+"""The root of this checkout, where experiments/ lives."""
+
+
+def repository_path(path: str | Path) -> Path:
+    """`path` itself if absolute, else `path` under the repository root (how a study's
+    options name shipped files such as experiments/data/...)."""
+    path = Path(path)
+    return path if path.is_absolute() else REPOSITORY / path
+
+
 def default_study_path() -> Path:
     """The default study, experiments/ce_vs_groundtruth.toml of this checkout."""
-    return Path(__file__).resolve().parents[1] / "experiments" / "ce_vs_groundtruth.toml"
+    return repository_path("experiments/ce_vs_groundtruth.toml")

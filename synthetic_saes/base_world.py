@@ -24,7 +24,7 @@ import numpy as np
 
 from synthetic_saes.hierarchy import FeatureHierarchy
 
-__all__ = ["BaseWorld", "WorldSample", "readonly_float32"]
+__all__ = ["BaseWorld", "WorldSample"]
 
 
 class WorldSample(NamedTuple):
@@ -142,10 +142,3 @@ class BaseWorld(abc.ABC):
     def true_l0(self, n_samples: int = 8192, *, seed: int = 0) -> float:
         """Mean number of active true features per sample, estimated on n_samples."""
         return float((self.sample(n_samples, seed=seed).features > 0).sum(1).mean())
-
-
-def readonly_float32(array) -> np.ndarray:
-    """A read-only float32 copy: what worlds hand out as directions, bias and magnitudes."""
-    array = np.array(array, dtype=np.float32, copy=True)
-    array.setflags(write=False)
-    return array

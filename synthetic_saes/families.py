@@ -59,6 +59,8 @@ __all__ = [
     "FamilySpec",
     "FAMILIES",
     "CONTROLS",
+    "control",
+    "default_best_k",
     "make_family",
     "make_controls",
     "decoder_noise",
@@ -464,6 +466,23 @@ FAMILIES: dict[str, FamilySpec] = {
 CONTROLS: tuple[str, ...] = (
     "oracle", "permuted_decoder", "random_init", "random_l0_matched", "best_k",
 )
+"""The diagnostic controls, in the order every listing of them uses."""
+
+
+def default_best_k(world: World) -> int:
+    """best_k's default k: N / 16 of the world's N true features (at least 1)."""
+    return max(1, world.num_features // 16)
+
+
+def control(base: OracleBase, name: str, *, k: int | None = None) -> ConstructedSAE:
+    """The control `name` of `base`'s seed; best_k keeps `k` latents (`default_best_k`)."""
+    if name not in CONTROLS:
+        raise ValueError(f"unknown control {name!r}; known: {list(CONTROLS)}")
+    if name == "best_k":
+        return best_k(base, default_best_k(base.world) if k is None else k)
+    builders = {"oracle": oracle, "permuted_decoder": permuted_decoder,
+                "random_init": random_init, "random_l0_matched": random_l0_matched}
+    return builders[name](base)
 
 
 def make_family(world: World, family: str, values: Sequence[float | int] | None = None, *,
@@ -487,11 +506,10 @@ def make_family(world: World, family: str, values: Sequence[float | int] | None 
 def make_controls(world: World, *, seed: int = 0, k: int | None = None,
                   oracle_config: OracleConfig | None = None,
                   bases: dict[int, OracleBase] | None = None) -> list[ConstructedSAE]:
-    """The diagnostic controls of one seed (best_k keeps k = N / 16 latents by default)."""
+    """The diagnostic controls of one seed, in `CONTROLS` order (best_k keeps k latents,
+    `default_best_k` by default)."""
     base = _base(world, seed, oracle_config, bases)
-    k = max(1, world.num_features // 16) if k is None else k
-    return [oracle(base), permuted_decoder(base), random_init(base), random_l0_matched(base),
-            best_k(base, k)]
+    return [control(base, name, k=k) for name in CONTROLS]
 
 
 def _base(world: World, seed: int, config: OracleConfig | None,

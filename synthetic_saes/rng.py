@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from synthetic_saes.validation import require_seed
+
 __all__ = ["TorchStream", "derive_seed"]
 
 # Installing a stream swaps torch's *global* generator state, so two streams used from two
@@ -33,9 +35,7 @@ def derive_seed(seed: int, *names: str | int) -> int:
         >>> derive_seed(0, "corpus") != derive_seed(0, "families")
         True
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    words = [int(seed)]
+    words = [require_seed(seed)]
     for name in names:
         if isinstance(name, str):
             words.extend(name.encode("utf-8"))
@@ -55,9 +55,7 @@ class TorchStream:
     """
 
     def __init__(self, seed: int):
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(require_seed(seed))
         self._state = generator.get_state()
 
     @contextmanager

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cebench.sae_weights import save_sae_lens, to_sae_lens
+from synthetic_saes.arrays import readonly
 
 __all__ = ["SAEParams", "ARCHITECTURES"]
 
@@ -221,8 +222,6 @@ class SAEParams:
 
 def _frozen_float32(value: Any, name: str) -> np.ndarray:
     try:
-        array = np.array(value, dtype=np.float32, copy=True)
+        return readonly(value, np.float32)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} is not a numeric array: {error}") from error
-    array.setflags(write=False)
-    return array

@@ -39,7 +39,8 @@ from sae_lens.synthetic import (
     ZipfianFiringProbabilityConfig,
 )
 
-from synthetic_saes.base_world import BaseWorld, WorldSample, readonly_float32
+from synthetic_saes.arrays import readonly
+from synthetic_saes.base_world import BaseWorld, WorldSample
 from synthetic_saes.hierarchy import FeatureHierarchy
 from synthetic_saes.rng import TorchStream
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
@@ -321,11 +322,11 @@ class World(BaseWorld):
             model.hierarchy, num_features=model.cfg.num_features
         )
         # Read-only numpy views of the ground truth.
-        self._directions = readonly_float32(model.feature_dict.feature_vectors.detach().numpy())
-        self._bias = readonly_float32(model.feature_dict.bias.detach().numpy())
+        self._directions = readonly(model.feature_dict.feature_vectors.detach().numpy(), np.float32)
+        self._bias = readonly(model.feature_dict.bias.detach().numpy(), np.float32)
         generator = model.activation_generator
-        self._firing_probabilities = readonly_float32(generator.firing_probabilities.numpy())
-        self._mean_magnitudes = readonly_float32(generator.mean_firing_magnitudes.numpy())
+        self._firing_probabilities = readonly(generator.firing_probabilities.numpy(), np.float32)
+        self._mean_magnitudes = readonly(generator.mean_firing_magnitudes.numpy(), np.float32)
 
     @property
     def num_features(self) -> int:

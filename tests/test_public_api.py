@@ -10,10 +10,14 @@ PACKAGES = [
     "synthetic_saes.semisynthetic",
     "groundtruth",
     "groundtruth.metrics",
+    "groundtruth.metrics.builtin",
+    "groundtruth.metrics.probing",
     "groundtruth.stats",
-    "groundtruth.probing",
-    "groundtruth.published",
+    "groundtruth.studies",
+    "groundtruth.studies.cebench_published",
+    "groundtruth.studies.predictors",
     "cebench",
+    "cebench.sae_weights",
 ]
 
 

@@ -1,5 +1,17 @@
-"""Ground-truth quality metrics of SAEs on worlds whose true features are known."""
+"""Everything behind name -> metric(sae, data, seed) -> float.
 
+registry    MetricSpec, register_metric / get_metric / metric_names / evaluate_metric
+builtin     the shipped metrics (CE-Bench, ground truth, reconstruction, k-sparse probing),
+            registered when this package is imported
+data        AuditData: the world and the seeded inputs every metric shares
+matching    decoder vs true features (MCC, MMCS, recovery, uniqueness)
+quality     every ground-truth quality number of an SAE on a world (`evaluate_quality`)
+probing     k-sparse probing of SAE latents on ground-truth feature labels
+"""
+
+from groundtruth.metrics import builtin as builtin  # registers the shipped metrics
+from groundtruth.metrics.data import AuditData as AuditData
+from groundtruth.metrics.data import DataConfig as DataConfig
 from groundtruth.metrics.matching import MatchingScores as MatchingScores
 from groundtruth.metrics.matching import abs_cosine_matrix as abs_cosine_matrix
 from groundtruth.metrics.matching import decoder_matching as decoder_matching
@@ -10,8 +22,20 @@ from groundtruth.metrics.quality import GroundTruthQuality as GroundTruthQuality
 from groundtruth.metrics.quality import PerLatentDetection as PerLatentDetection
 from groundtruth.metrics.quality import as_params as as_params
 from groundtruth.metrics.quality import evaluate_quality as evaluate_quality
+from groundtruth.metrics.registry import MetricSpec as MetricSpec
+from groundtruth.metrics.registry import evaluate_metric as evaluate_metric
+from groundtruth.metrics.registry import get_metric as get_metric
+from groundtruth.metrics.registry import metric_names as metric_names
+from groundtruth.metrics.registry import register_metric as register_metric
 
 __all__ = [
+    "MetricSpec",
+    "register_metric",
+    "get_metric",
+    "metric_names",
+    "evaluate_metric",
+    "AuditData",
+    "DataConfig",
     "MatchingScores",
     "abs_cosine_matrix",
     "decoder_matching",

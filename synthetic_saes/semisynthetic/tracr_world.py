@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthetic_saes.arrays import readonly
 from synthetic_saes.base_world import BaseWorld, WorldSample
 from synthetic_saes.hierarchy import FeatureHierarchy
 from synthetic_saes.rng import derive_seed
@@ -169,19 +170,18 @@ class TracrWorld(BaseWorld):
         tol = config.zero_tolerance
         active = (np.abs(acts) > tol).any(axis=0) & ~constant
         negative = (acts < -tol).any(axis=0) & active
-        self.feature_dims = np.flatnonzero(active & ~negative)
-        self.feature_dims.setflags(write=False)
+        self.feature_dims = readonly(np.flatnonzero(active & ~negative))
         self.feature_labels = tuple(labels[d] for d in self.feature_dims)
         self.excluded_labels = tuple(labels[d] for d in np.flatnonzero(negative))
         bias = np.zeros(self.model.d_model, dtype=np.float32)
         bias[constant] = np.median(acts[:, constant], axis=0) if len(acts) else 0.0
-        self._bias = _readonly(bias)
+        self._bias = readonly(bias)
         values = self._features(acts)
         fires = values > 0
         totals = (weights[:, None] * values).sum(0)
         counts = (weights[:, None] * fires).sum(0)
-        self._mean_magnitudes = _readonly((totals / counts).astype(np.float32))
-        self._min_magnitudes = _readonly(
+        self._mean_magnitudes = readonly((totals / counts).astype(np.float32))
+        self._min_magnitudes = readonly(
             np.where(fires, values, np.inf).min(axis=0).astype(np.float32))
         self.hierarchy = FeatureHierarchy.from_edges(self.num_features, [])
 
@@ -198,7 +198,7 @@ class TracrWorld(BaseWorld):
     @cached_property
     def feature_directions(self) -> np.ndarray:
         """One-hot rows e_{d_k}, float32 [n_features, d_model]."""
-        return _readonly(np.eye(self.d_in, dtype=np.float32)[self.feature_dims])
+        return readonly(np.eye(self.d_in, dtype=np.float32)[self.feature_dims])
 
     @property
     def bias(self) -> np.ndarray:
@@ -309,8 +309,3 @@ class TracrWorld(BaseWorld):
     def __repr__(self) -> str:
         return (f"TracrWorld(program={self.config.program!r}, hook={self.config.hook_name!r}, "
                 f"n_features={self.num_features}, d_in={self.d_in})")
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array

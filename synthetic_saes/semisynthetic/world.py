@@ -35,7 +35,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from synthetic_saes.base_world import BaseWorld, WorldSample, readonly_float32
+from synthetic_saes.arrays import readonly
+from synthetic_saes.base_world import BaseWorld, WorldSample
 from synthetic_saes.hierarchy import FeatureHierarchy
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.semisynthetic.dictionary import (
@@ -250,15 +251,15 @@ class LanguageWorld(BaseWorld):
 
     @cached_property
     def feature_directions(self) -> np.ndarray:
-        return readonly_float32(self.dictionary.directions)
+        return readonly(self.dictionary.directions, np.float32)
 
     @cached_property
     def bias(self) -> np.ndarray:
-        return readonly_float32(self.dictionary.bias)
+        return readonly(self.dictionary.bias, np.float32)
 
     @cached_property
     def mean_magnitudes(self) -> np.ndarray:
-        return readonly_float32(self.dictionary.norms)
+        return readonly(self.dictionary.norms, np.float32)
 
     def supervised_oracle(self, *, seed: int = 0, n_samples: int = 16_384, l2: float = 1e-4,
                           max_iter: int = 150):

@@ -1,6 +1,7 @@
 """The reference baseline: the same training run done by sae_lens's `train_toy_sae`.
 
-Used to check our trainer's quality against sae_lens's and, in benchmarks, its speed.
+Used to check our trainer's quality against sae_lens's (`experiments/trainer_vs_sae_lens.py`)
+and, in benchmarks, its speed.
 sae_lens trains one SAE per call and samples the world inside its loop.
 """
 
@@ -13,7 +14,7 @@ from synthetic_saes.sae_params import SAEParams
 from synthetic_saes.training.config import TrainingConfig
 from synthetic_saes.worlds import World
 
-__all__ = ["sae_lens_training_config", "train_with_sae_lens", "compare_with_sae_lens"]
+__all__ = ["sae_lens_training_config", "train_with_sae_lens"]
 
 
 def sae_lens_training_config(config: TrainingConfig, d_in: int):
@@ -67,43 +68,3 @@ def train_with_sae_lens(world: World, config: TrainingConfig, *, seed: int) -> S
     with tempfile.TemporaryDirectory() as tmp:
         sae.save_inference_model(tmp)
         return SAEParams.from_sae_lens(SAE.load_from_disk(tmp))
-
-
-def compare_with_sae_lens(world: World, config: TrainingConfig, *, seeds: tuple[int, ...],
-                          baseline_seeds: tuple[int, ...], data_seed: int = 0,
-                          eval_samples: int = 8192, progress: bool = False) -> dict:
-    """Train `seeds` at once with our trainer and `baseline_seeds` one by one with sae_lens;
-    return ground-truth MCC / F1 / explained variance of every SAE, wall times and, for our
-    population, the GT-F1 of every seed at every checkpoint.
-    """
-    import time
-
-    from groundtruth.metrics import evaluate_quality
-    from synthetic_saes.training.trainer import train_population
-
-    def scores(params: SAEParams) -> dict:
-        q = evaluate_quality(params, world, n_samples=eval_samples, seed=0)
-        return {"mcc": q.mcc, "f1": q.f1, "explained_variance": q.explained_variance, "l0": q.l0}
-
-    start = time.perf_counter()
-    population = train_population(world, config, seeds=seeds, data_seed=data_seed,
-                                  progress=progress)
-    ours_seconds = time.perf_counter() - start
-    ours = [scores(population.params(i)) for i in range(len(seeds))]
-    trajectory_f1 = [
-        [evaluate_quality(population.params(i, c), world, n_samples=eval_samples, seed=0).f1
-         for c in range(len(population.checkpoints))]
-        for i in range(len(seeds))
-    ]
-    start = time.perf_counter()
-    theirs = [scores(train_with_sae_lens(world, config, seed=s)) for s in baseline_seeds]
-    theirs_seconds = time.perf_counter() - start
-    return {
-        "config": config.to_dict(),
-        "ours": ours,
-        "sae_lens": theirs,
-        "ours_seconds": ours_seconds,
-        "sae_lens_seconds": theirs_seconds,
-        "checkpoint_steps": list(population.checkpoint_steps),
-        "trajectory_f1": trajectory_f1,
-    }

@@ -186,3 +186,22 @@ def test_zscore_matches_numpy_with_unbiased_std():
 def test_bad_input_is_a_clear_error(pairs, kwargs, message):
     with pytest.raises(ValueError, match=message):
         score_latents(pairs, **kwargs)
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 1000])
+def test_ceiling_is_the_max_z_score_of_a_single_spike(n):
+    v = np.zeros(n)
+    v[0] = 1.0
+    assert zscore_ceiling(n) == pytest.approx(((v - v.mean()) / v.std(ddof=1)).max())
+    assert zscore_ceiling(np.array([n, n])).tolist() == pytest.approx([zscore_ceiling(n)] * 2)
+    rng = np.random.default_rng(n)
+    for _ in range(20):
+        w = rng.standard_normal(n)
+        assert ((w - w.mean()) / w.std(ddof=1)).max() <= zscore_ceiling(n) + 1e-12
+
+
+def test_the_ceiling_of_one_value_is_one_and_fewer_values_are_refused():
+    assert zscore_ceiling(1) == 1.0  # one latent: z = 0, so a calibrated score is 0, not 0/0
+    for bad in (0, -3, np.inf, np.array([4, 0])):
+        with pytest.raises(ValueError, match="n >= 1"):
+            zscore_ceiling(bad)

@@ -16,7 +16,8 @@ known, so every true feature f is a binary task "does f fire?" (features[:, f] >
 `k_sparse_probing` runs this for several tasks (chosen by `choose_probe_features`) and
 reports the mean test AUC, in [0, 1], higher is better, 0.5 is chance, 1 is a perfect probe.
 Steps 1-2 do not depend on the SAE: `sample_probing_data` draws them once (a `ProbingData`)
-so that many SAEs can be probed on the same data, which is most of the saving.
+so that many SAEs can be probed on the same data, which is most of the saving. It is the one
+sampler of probing sets: the audit's `AuditData.probe_sets` draws with it too.
 
 References:
     Gao et al., "Scaling and evaluating sparse autoencoders" (2024),
@@ -29,16 +30,16 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import expit
 from scipy.stats import rankdata
 
+from synthetic_saes.arrays import readonly
+from synthetic_saes.base_world import BaseWorld
 from synthetic_saes.rng import derive_seed
-
-if TYPE_CHECKING:
-    from synthetic_saes.worlds import World
+from synthetic_saes.validation import require_seed
 
 __all__ = [
     "ProbeResult",
@@ -48,14 +49,12 @@ __all__ = [
     "auc",
     "k_sparse_probe",
     "choose_probe_features",
+    "ProbeSet",
     "ProbingData",
     "sample_probing_data",
     "k_sparse_probing",
 ]
 
-# World samples are drawn in batches of this size. It is part of what a seed means (the
-# sampler's draws depend on the batch size), so it is a constant, not a parameter.
-_SAMPLE_BATCH = 4096
 # Rows encoded per `sae.encode` call.
 _ENCODE_BATCH = 4096
 
@@ -313,7 +312,7 @@ def _probe(
     return ProbeResult(
         accuracy=accuracy,
         auc=auc(scores, y_test),
-        selected=_readonly(selected),
+        selected=readonly(selected),
         n_train=int(train.shape[0]),
         n_test=int(test.shape[0]),
     )
@@ -323,7 +322,7 @@ def _probe(
 
 
 def choose_probe_features(
-    world: World,
+    world: BaseWorld,
     *,
     n_tasks: int = 8,
     min_rate: float = 0.02,
@@ -358,7 +357,7 @@ def choose_probe_features(
             message says how many do).
     """
     n_tasks = _require_positive_int("n_tasks", n_tasks)
-    seed = _require_seed(seed)
+    seed = require_seed(seed)
     for name, value in (("min_rate", min_rate), ("max_rate", max_rate)):
         if not (isinstance(value, (int, float, np.floating, np.integer)) and 0 <= value <= 1):
             raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
@@ -383,16 +382,27 @@ def choose_probe_features(
     return np.sort(chosen).astype(np.int64)
 
 
+class ProbeSet(NamedTuple):
+    """One probing task: x [n, d_in] and labels bool [n] for train and test."""
+
+    feature: int
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
 @dataclass(frozen=True, eq=False)
 class ProbingData:
     """The world samples and splits of k-sparse probing tasks; independent of any SAE.
 
     Draw it once with `sample_probing_data` and pass it to `k_sparse_probing(data=...)` for
     every SAE probed on the same world, tasks and seed: the SAEs then share one draw, and
-    each call only encodes and fits.
+    each call only encodes and fits. The audit draws its probe sets this way too
+    (`AuditData.probe_sets`).
 
     Attributes:
-        hidden: the world samples some task uses, each stored once, float32 [n_kept, d_in].
+        hidden: the world samples some task uses, each stored once, [n_kept, d_in].
         train_rows: rows of `hidden` in each task's train split, int64 [n_tasks, n_train];
             the first n_train // 2 of each row are positives, the rest negatives.
         test_rows: the same for the test split, int64 [n_tasks, n_test]; the first
@@ -400,7 +410,7 @@ class ProbingData:
         features: the true feature of each task, int64 [n_tasks].
         n_train, n_test: examples per task in each split.
         seed: the seed it was drawn with.
-        n_drawn: world samples drawn to fill every task's classes.
+        n_drawn: world samples drawn (the pool).
     """
 
     hidden: np.ndarray
@@ -426,30 +436,32 @@ class ProbingData:
         """bool [n_test]: True for the positives (the first n_test // 2 test rows)."""
         return np.arange(self.n_test) < self.n_test // 2
 
+    def probe_sets(self) -> list[ProbeSet]:
+        """Every task as a `ProbeSet` (its samples copied out of `hidden`)."""
+        return [ProbeSet(int(f), self.hidden[self.train_rows[t]], self.train_labels,
+                         self.hidden[self.test_rows[t]], self.test_labels)
+                for t, f in enumerate(self.features)]
+
 
 def sample_probing_data(
-    world: World,
+    world: BaseWorld,
     *,
     features: np.ndarray,
-    n_train: int = 1024,
-    n_test: int = 1024,
+    n_train: int = 256,
+    n_test: int = 256,
     seed: int = 0,
-    max_samples: int = 262_144,
+    pool: int = 16_384,
 ) -> ProbingData:
     """Draw the class-balanced datasets of the tasks "does true feature f fire?".
 
-    1. World samples are drawn, in batches of 4096, from the stream
-       `world.stream(4096, seed=derive_seed(seed, "probing"))`, shared by all tasks. Task f
-       needs P = n_train // 2 + n_test // 2 positives (features[:, f] > 0) and
-       N = (n_train + n_test) - P negatives; it takes the first P positives and the first N
-       negatives in stream order (the samples are i.i.d., so these are i.i.d. draws from
-       each class). Batches are drawn until every task has its quota, or until
-       `max_samples` samples have been drawn (then ValueError). Only the samples some task
-       took are kept, each once.
-    2. Each task's data is split at random, stratified: the train split gets n_train // 2
-       positives and n_train - n_train // 2 negatives, the test split the rest;
-       `np.random.default_rng(derive_seed(seed, "probing", "split"))` permutes each class
-       (tasks in order).
+    1. `pool` world samples are drawn once, `world.sample(pool, seed=derive_seed(seed,
+       "probe-pool"))`, and shared by all tasks.
+    2. With P = n_train // 2 + n_test // 2 positives (features[:, f] > 0) and
+       N = (n_train + n_test) - P negatives per task, and
+       `rng = np.random.default_rng(derive_seed(seed, "probe-split"))`, each task in order
+       draws P of the pool's positives and then N of its negatives without replacement
+       (`rng.choice`); the train split takes the first n_train // 2 positives and
+       n_train - n_train // 2 negatives, the test split the rest.
 
     The seed changes both the sample draw and the split; the same arguments give the same
     data.
@@ -459,65 +471,74 @@ def sample_probing_data(
         features: true-feature indices of the tasks, distinct, int [n_tasks].
         n_train, n_test: examples per task in each split, each >= 2.
         seed: non-negative int.
-        max_samples: most world samples drawn before giving up on too-rare (or too-common)
-            features, >= 1.
+        pool: world samples drawn, >= 1; every task must find P positives and N negatives in
+            them.
 
     Returns:
         A `ProbingData`.
 
     Raises:
         ValueError: on bad arguments, or a feature that fires too rarely (or too often) to
-            fill its classes within `max_samples` samples (the message lists the counts).
+            fill its classes from the pool (the message lists the counts).
     """
     features = _as_feature_indices(features, world.num_features)
     n_train = _require_split_size("n_train", n_train)
     n_test = _require_split_size("n_test", n_test)
-    seed = _require_seed(seed)
-    max_samples = _require_positive_int("max_samples", max_samples)
+    seed = require_seed(seed)
+    pool = _require_positive_int("pool", pool)
 
     train_pos, test_pos = n_train // 2, n_test // 2
     train_neg, test_neg = n_train - train_pos, n_test - test_pos
-    pos_idx, neg_idx, hidden, n_drawn = _draw_task_data(
-        world, features, train_pos + test_pos, train_neg + test_neg,
-        derive_seed(seed, "probing"), max_samples,
-    )
-    rng = np.random.default_rng(derive_seed(seed, "probing", "split"))
+    need_pos, need_neg = train_pos + test_pos, train_neg + test_neg
+    sample = world.sample(pool, seed=derive_seed(seed, "probe-pool"))
+    fires = sample.features[:, features] > 0  # [pool, n_tasks]
+    short = [f"feature {int(f)}: {int(p)}/{need_pos} positives, {int(pool - p)}/{need_neg} "
+             "negatives" for f, p in zip(features, fires.sum(axis=0))
+             if p < need_pos or pool - p < need_neg]
+    if short:
+        raise ValueError(
+            f"in a pool of {pool} world samples some tasks lack examples: {'; '.join(short)}. "
+            "Probe features with firing rates further from 0 and 1, ask for fewer examples, "
+            "or draw a larger pool")
+    rng = np.random.default_rng(derive_seed(seed, "probe-split"))
     train_rows = np.empty((features.size, n_train), dtype=np.int64)
     test_rows = np.empty((features.size, n_test), dtype=np.int64)
     for t in range(features.size):
-        pos = rng.permutation(pos_idx[t])
-        neg = rng.permutation(neg_idx[t])
+        pos = rng.choice(np.flatnonzero(fires[:, t]), need_pos, replace=False)
+        neg = rng.choice(np.flatnonzero(~fires[:, t]), need_neg, replace=False)
         train_rows[t] = np.concatenate([pos[:train_pos], neg[:train_neg]])
         test_rows[t] = np.concatenate([pos[train_pos:], neg[train_neg:]])
+    kept, index = np.unique(np.concatenate([train_rows, test_rows], axis=1), return_inverse=True)
+    index = index.reshape(features.size, n_train + n_test)
     return ProbingData(
-        hidden=_readonly(hidden),
-        train_rows=_readonly(train_rows),
-        test_rows=_readonly(test_rows),
-        features=_readonly(features),
+        hidden=readonly(sample.hidden[kept]),
+        train_rows=readonly(index[:, :n_train]),
+        test_rows=readonly(index[:, n_train:]),
+        features=readonly(features),
         n_train=n_train,
         n_test=n_test,
         seed=seed,
-        n_drawn=n_drawn,
+        n_drawn=pool,
     )
 
 
 def k_sparse_probing(
     sae: Any,
-    world: World,
+    world: BaseWorld,
     *,
     features: np.ndarray,
     k: int = 1,
-    n_train: int = 1024,
-    n_test: int = 1024,
+    n_train: int = 256,
+    n_test: int = 256,
     seed: int = 0,
     l2: float = 1.0,
-    max_samples: int = 262_144,
+    pool: int = 16_384,
     data: ProbingData | None = None,
 ) -> ProbingScore:
     """k-sparse probing of `sae` on the tasks "does true feature f fire?", f in `features`.
 
     Draws the tasks' data with `sample_probing_data(world, features=features,
-    n_train=n_train, n_test=n_test, seed=seed, max_samples=max_samples)` (or takes `data`,
+    n_train=n_train, n_test=n_test, seed=seed, pool=pool)` (or takes `data`,
     drawn that way beforehand, which gives the identical result), encodes each sample once
     with `sae.encode`, and runs `k_sparse_probe(..., k=k, l2=l2)` on each task's train/test
     split. The score is the mean test AUC over tasks.
@@ -537,7 +558,7 @@ def k_sparse_probing(
         n_train, n_test: examples per task in each split, each >= 2.
         seed: non-negative int.
         l2: logistic-regression penalty, > 0.
-        max_samples: most world samples drawn before giving up on too-rare features, >= 1.
+        pool: world samples drawn to fill the tasks' classes, >= 1.
         data: optional pre-drawn `ProbingData`; it must have been drawn from this world with
             these features, n_train, n_test and seed.
 
@@ -547,7 +568,7 @@ def k_sparse_probing(
     Raises:
         ValueError: on bad arguments, an SAE whose d_in differs from the world's, latents of
             the wrong shape or non-finite, `data` drawn with other settings, or a feature too
-            rare (or too common) to fill its classes within `max_samples` samples.
+            rare (or too common) to fill its classes from the pool.
     """
     if not callable(getattr(sae, "encode", None)) or not hasattr(sae, "d_in"):
         raise ValueError(f"sae must have .d_in and .encode(x), got a {type(sae).__name__}")
@@ -560,10 +581,10 @@ def k_sparse_probing(
     if data is None:
         data = sample_probing_data(
             world, features=features, n_train=n_train, n_test=n_test, seed=seed,
-            max_samples=max_samples,
+            pool=pool,
         )
     else:
-        _check_data(data, world, features, n_train, n_test, seed)
+        _check_data(data, world, features, n_train, n_test, seed, pool)
 
     latents = _encode(sae, data.hidden, k)
     y_train, y_test = data.train_labels, data.test_labels
@@ -578,23 +599,24 @@ def k_sparse_probing(
         aucs[t], accuracies[t], selected[t] = result.auc, result.accuracy, result.selected
     return ProbingScore(
         score=float(aucs.mean()),
-        per_task_auc=_readonly(aucs),
-        per_task_accuracy=_readonly(accuracies),
+        per_task_auc=readonly(aucs),
+        per_task_accuracy=readonly(accuracies),
         features=data.features,
         k=k,
-        selected=_readonly(selected),
+        selected=readonly(selected),
     )
 
 
 def _check_data(
-    data: Any, world: World, features: Any, n_train: Any, n_test: Any, seed: Any
+    data: Any, world: BaseWorld, features: Any, n_train: Any, n_test: Any, seed: Any, pool: Any
 ) -> None:
     if not isinstance(data, ProbingData):
         raise ValueError(f"data must be a ProbingData, got a {type(data).__name__}")
     world.check_d_in(data.d_in, what="data")
     features = _as_feature_indices(features, world.num_features)
-    drawn = {"n_train": data.n_train, "n_test": data.n_test, "seed": data.seed}
-    asked = {"n_train": n_train, "n_test": n_test, "seed": seed}
+    drawn = {"n_train": data.n_train, "n_test": data.n_test, "seed": data.seed,
+             "pool": data.n_drawn}
+    asked = {"n_train": n_train, "n_test": n_test, "seed": seed, "pool": pool}
     for name in drawn:
         if drawn[name] != asked[name]:
             raise ValueError(
@@ -605,63 +627,6 @@ def _check_data(
             f"data was drawn for features {data.features.tolist()} but features "
             f"{features.tolist()} were asked"
         )
-
-
-def _draw_task_data(
-    world: World, features: np.ndarray, need_pos: int, need_neg: int, seed: int,
-    max_samples: int,
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, int]:
-    """The first `need_pos` positives and `need_neg` negatives of each task in the stream.
-
-    Returns per-task row indices into `hidden` (positives, negatives), `hidden`
-    [n_kept, d_in] (the samples some task took, each stored once) and the samples drawn.
-    """
-    n_tasks = features.size
-    pos_parts: list[list[np.ndarray]] = [[] for _ in range(n_tasks)]
-    neg_parts: list[list[np.ndarray]] = [[] for _ in range(n_tasks)]
-    pos_got = np.zeros(n_tasks, dtype=np.int64)
-    neg_got = np.zeros(n_tasks, dtype=np.int64)
-    kept: list[np.ndarray] = []
-    n_kept = 0
-    drawn = 0
-    for batch in world.stream(_SAMPLE_BATCH, seed=seed):
-        fires = batch.features[:, features] > 0  # [batch, n_tasks]
-        take = np.zeros(fires.shape[0], dtype=bool)
-        picks = []
-        for t in range(n_tasks):
-            p = np.flatnonzero(fires[:, t])[: need_pos - pos_got[t]]
-            q = np.flatnonzero(~fires[:, t])[: need_neg - neg_got[t]]
-            take[p] = True
-            take[q] = True
-            picks.append((p, q))
-        rows = np.flatnonzero(take)
-        where = np.full(fires.shape[0], -1, dtype=np.int64)
-        where[rows] = n_kept + np.arange(rows.size)
-        kept.append(np.array(batch.hidden[rows], dtype=np.float32))
-        n_kept += rows.size
-        for t, (p, q) in enumerate(picks):
-            pos_parts[t].append(where[p])
-            neg_parts[t].append(where[q])
-            pos_got[t] += p.size
-            neg_got[t] += q.size
-        drawn += fires.shape[0]
-        if (pos_got == need_pos).all() and (neg_got == need_neg).all():
-            break
-        if drawn >= max_samples:
-            short = [
-                f"feature {int(f)}: {int(pg)}/{need_pos} positives, {int(ng)}/{need_neg} "
-                "negatives"
-                for f, pg, ng in zip(features, pos_got, neg_got)
-                if pg < need_pos or ng < need_neg
-            ]
-            raise ValueError(
-                f"after {drawn} world samples (max_samples={max_samples}) some tasks still "
-                f"lack examples: {'; '.join(short)}. Probe features with firing rates "
-                "further from 0 and 1, lower n_train/n_test, or raise max_samples"
-            )
-    pos_idx = [np.concatenate(parts) for parts in pos_parts]
-    neg_idx = [np.concatenate(parts) for parts in neg_parts]
-    return pos_idx, neg_idx, np.concatenate(kept, axis=0), drawn
 
 
 def _encode(sae: Any, hidden: np.ndarray, k: int) -> np.ndarray:
@@ -738,12 +703,6 @@ def _require_split_size(name: str, value: Any) -> int:
     return int(value)
 
 
-def _require_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
-
-
 def _require_l2(l2: Any) -> float:
     if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
         raise ValueError(f"l2 must be a positive number, got {l2!r}")
@@ -765,9 +724,3 @@ def _as_feature_indices(features: Any, num_features: int) -> np.ndarray:
     if np.unique(array).size != array.size:
         raise ValueError("features must be distinct (a feature appears twice)")
     return array.astype(np.int64)
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array = np.array(array, copy=True)
-    array.setflags(write=False)
-    return array

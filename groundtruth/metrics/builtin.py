@@ -1,9 +1,10 @@
-"""The metrics the audit ships with, registered on import (see `groundtruth.registry`).
+"""The metrics the audit ships with, registered on import (see `groundtruth.metrics.registry`).
 
 CE-Bench (seed: the contrastive corpus drawn from the world), for the final algorithm and, with
 the suffix `_v1`, the marked-token variant:
     ce_contrastive, ce_independent, ce_interpretability   C, I, J
-    ce_sparsity_aware                                    C + I - 0.25 L0 (the paper's predictor)
+    ce_sparsity_aware                                    C + I - 0.25 L0 (the paper's predictor,
+                                                         alpha = cebench.scores.PAPER_ALPHA)
     ce_width_calibrated                                  (C + I) / ((d_sae - 1) / sqrt(d_sae))
 Ground truth (see `groundtruth.metrics.quality`):
     gt_mcc, gt_mmcs, gt_recovery, gt_uniqueness          decoder vs true features (deterministic)
@@ -16,14 +17,15 @@ k-sparse probing (seed: the probe samples and split): probe_k1, probe_k5, the me
 
 from __future__ import annotations
 
-from cebench.scores import score_latents, zscore_ceiling
+from collections.abc import Callable
+
+from cebench.scores import PAPER_ALPHA, CEScores, score_latents, zscore_ceiling
 from groundtruth.metrics.matching import decoder_matching
+from groundtruth.metrics.probing import k_sparse_probe
 from groundtruth.metrics.quality import evaluate_quality
-from groundtruth.registry import register_metric
+from groundtruth.metrics.registry import register_metric
 
-__all__: list[str] = []
-
-CE_ALPHA = 0.25
+__all__ = ["CE_METRICS"]
 
 
 def _ce_scores(sae, data, seed: int, variant: str):
@@ -35,32 +37,39 @@ def _ce_scores(sae, data, seed: int, variant: str):
     def scores():
         pairs = data.memo(sae, "ce-latents", seed, latents)
         marked = corpus.marked_masks() if variant == "v1" else None
-        return score_latents(pairs, variant=variant, marked=marked, alpha=CE_ALPHA)
+        return score_latents(pairs, variant=variant, marked=marked, alpha=PAPER_ALPHA)
 
     return data.memo(sae, f"ce-{variant}", seed, scores)
 
 
-_CE_SCORES = {
+_CE_SCORES: dict[str, tuple[str, Callable[[CEScores], float]]] = {
     "ce_contrastive": ("CE-Bench contrastive score C", lambda s: s.contrastive),
     "ce_independent": ("CE-Bench independent score I", lambda s: s.independent),
     "ce_interpretability": ("CE-Bench interpretability score J", lambda s: s.interpretability),
-    "ce_sparsity_aware": (f"C + I - {CE_ALPHA} L0", lambda s: s.sparsity_aware),
+    "ce_sparsity_aware": (f"C + I - {PAPER_ALPHA} L0", lambda s: s.sparsity_aware),
     "ce_width_calibrated": ("(C + I) over the max-z ceiling (d_sae - 1) / sqrt(d_sae)",
                             lambda s: (s.contrastive + s.independent) / zscore_ceiling(s.d_sae)),
 }
+_CE_VARIANTS = {"v4": ("", "final algorithm"), "v1": ("_v1", "marked-token variant")}
+
+CE_METRICS: dict[str, tuple[str, Callable[[CEScores], float]]] = {
+    f"{name}{suffix}": (variant, read)
+    for variant, (suffix, _) in _CE_VARIANTS.items() for name, (_, read) in _CE_SCORES.items()}
+"""Every CE metric: name -> (CE-Bench variant, its value read from a `CEScores`). Whatever
+computes CE-Bench scores (here on a world's corpus, `noise_floor` on a real model's
+activations) reads the metrics through this table."""
 
 
 def _register_ce(variant: str) -> None:
-    suffix = "" if variant == "v4" else "_v1"
-    label = "final algorithm" if variant == "v4" else "marked-token variant"
+    suffix, label = _CE_VARIANTS[variant]
     for name, (description, read) in _CE_SCORES.items():
         register_metric(f"{name}{suffix}", seed_changes="the contrastive corpus drawn from the world",
                         kind="ce", description=f"{description} ({label})")(
             lambda sae, data, seed, read=read: read(_ce_scores(sae, data, seed, variant)))
 
 
-_register_ce("v4")
-_register_ce("v1")
+for _variant in _CE_VARIANTS:
+    _register_ce(_variant)
 
 
 def _matching(sae, data):
@@ -111,8 +120,6 @@ _register_quality("l0", "l0", deterministic=False, kind="reconstruction",
 
 
 def _probe(sae, data, seed: int, k: int) -> float:
-    from groundtruth.probing import k_sparse_probe
-
     def encoded():  # the probe sets' latents, shared by every k
         return [(sae.encode(t.train_x), t.train_y, sae.encode(t.test_x), t.test_y)
                 for t in data.probe_sets(seed)]

@@ -12,16 +12,17 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from groundtruth.metrics.probing import ProbeSet, choose_probe_features, sample_probing_data
+from synthetic_saes.base_world import BaseWorld, WorldSample
 from synthetic_saes.corpora import ContrastiveCorpus, CorpusConfig, make_corpus
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int
-from synthetic_saes.base_world import BaseWorld, WorldSample
 
-__all__ = ["DataConfig", "AuditData", "ProbeSet"]
+__all__ = ["DataConfig", "AuditData"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +33,8 @@ class DataConfig:
         eval_samples: world samples for ground-truth and reconstruction metrics.
         corpus: the contrastive corpus (its seed is replaced by each metric seed).
         probe_tasks: number of k-sparse probing tasks (true features to detect).
-        probe_examples: examples per task and split (class-balanced).
+        probe_examples: examples per task and split, half of each class (an odd number is
+            rounded down).
         probe_pool: world samples drawn per seed to build the probing sets.
         probe_min_rate, probe_max_rate: firing-probability range of probed features.
         seed: the study seed (chooses the probed features; metric seeds do not change them).
@@ -67,16 +69,6 @@ class DataConfig:
         if "corpus" in data and isinstance(data["corpus"], dict):
             data["corpus"] = CorpusConfig.from_dict({"seed": 0, **data["corpus"]})
         return cls(**data)
-
-
-class ProbeSet(NamedTuple):
-    """One probing task: x [n, d_in] and labels bool [n] for train and test."""
-
-    feature: int
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
 
 
 class AuditData:
@@ -117,8 +109,6 @@ class AuditData:
     def probe_features(self) -> np.ndarray:
         """The probed true features (fixed by the study seed), chosen among features whose
         observed firing rate lies in [probe_min_rate, probe_max_rate]."""
-        from groundtruth.probing import choose_probe_features
-
         return self._cached(("probe-features",), lambda: choose_probe_features(
             self.world, n_tasks=self.config.probe_tasks, min_rate=self.config.probe_min_rate,
             max_rate=self.config.probe_max_rate, seed=self.config.seed,
@@ -131,25 +121,9 @@ class AuditData:
 
     def _build_probe_sets(self, seed: int) -> list[ProbeSet]:
         cfg = self.config
-        sample = self.world.sample(cfg.probe_pool, seed=derive_seed(seed, "probe-pool"))
-        rng = np.random.default_rng(derive_seed(seed, "probe-split"))
-        half = cfg.probe_examples // 2
-        sets = []
-        for feature in self.probe_features:
-            fires = sample.features[:, feature] > 0
-            positives, negatives = np.flatnonzero(fires), np.flatnonzero(~fires)
-            if len(positives) < 2 * half or len(negatives) < 2 * half:
-                raise ValueError(
-                    f"probe feature {feature} fired {len(positives)} times in {cfg.probe_pool} "
-                    f"samples; need {2 * half} of each class: raise probe_pool or probe_min_rate")
-            pos = rng.choice(positives, 2 * half, replace=False)
-            neg = rng.choice(negatives, 2 * half, replace=False)
-            train = np.concatenate([pos[:half], neg[:half]])
-            test = np.concatenate([pos[half:], neg[half:]])
-            labels = np.concatenate([np.ones(half, bool), np.zeros(half, bool)])
-            sets.append(ProbeSet(int(feature), sample.hidden[train], labels,
-                                 sample.hidden[test], labels.copy()))
-        return sets
+        examples = 2 * (cfg.probe_examples // 2)  # half of each class
+        return sample_probing_data(self.world, features=self.probe_features, n_train=examples,
+                                   n_test=examples, seed=seed, pool=cfg.probe_pool).probe_sets()
 
     def memo(self, sae, tag: str, seed: int, compute: Callable[[], Any]) -> Any:
         """Compute once per (SAE object, tag, seed); keeps the most recent entries only."""

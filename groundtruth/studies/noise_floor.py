@@ -19,18 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from groundtruth import stats
-from groundtruth.data import AuditData, DataConfig
-from groundtruth.registry import evaluate_metric, get_metric
+from groundtruth.metrics.builtin import CE_METRICS
+from groundtruth.metrics.data import AuditData, DataConfig
+from groundtruth.metrics.registry import evaluate_metric, get_metric
 
-__all__ = ["NoiseFloor", "synthetic_noise_floor", "real_noise_floor", "REAL_CE_METRICS"]
-
-REAL_CE_METRICS = {
-    "ce_contrastive": ("v4", "contrastive"), "ce_independent": ("v4", "independent"),
-    "ce_interpretability": ("v4", "interpretability"), "ce_sparsity_aware": ("v4", "sparsity_aware"),
-    "ce_width_calibrated": ("v4", None), "ce_contrastive_v1": ("v1", "contrastive"),
-    "ce_independent_v1": ("v1", "independent"), "ce_interpretability_v1": ("v1", "interpretability"),
-    "ce_sparsity_aware_v1": ("v1", "sparsity_aware"), "ce_width_calibrated_v1": ("v1", None),
-}
+__all__ = ["NoiseFloor", "synthetic_noise_floor", "real_noise_floor"]
 
 
 @dataclass(frozen=True)
@@ -70,12 +63,12 @@ def real_noise_floor(metrics: list[str], source: str, *, model: str | None, data
     from cebench.core import encoder_from_sae, segment_sums
     from cebench.datasets import load_contrastive_dataset
     from cebench.saes import load_sae, sae_label
-    from cebench.scores import scores_from_segment_means, zscore_ceiling
+    from cebench.scores import PAPER_ALPHA, scores_from_segment_means
 
-    unknown = [m for m in metrics if m not in REAL_CE_METRICS]
+    unknown = [m for m in metrics if m not in CE_METRICS]
     if unknown:
         raise ValueError(f"on real SAEs only the CE-Bench scores can be reseeded; got {unknown}; "
-                         f"choose from {sorted(REAL_CE_METRICS)}")
+                         f"choose from {sorted(CE_METRICS)}")
     if seeds < 2:
         raise ValueError(f"need at least 2 seeds to measure noise, got {seeds}")
     if not 0 < subsample <= 1:
@@ -87,7 +80,7 @@ def real_noise_floor(metrics: list[str], source: str, *, model: str | None, data
     if not model:
         raise ValueError(f"{source} does not say which model it reads: pass --model")
     data = load_contrastive_dataset(dataset, limit=limit)
-    variants = {REAL_CE_METRICS[m][0] for m in metrics}
+    variants = {CE_METRICS[m][0] for m in metrics}
     if "v1" in variants and not data.is_marked:
         raise ValueError("the _v1 scores need a dataset with <subject> marks")
     acts = cached_activations(model, sae.cfg.metadata.hook_name, data, cache_dir=cache_dir,
@@ -111,13 +104,10 @@ def real_noise_floor(metrics: list[str], source: str, *, model: str | None, data
             counts = full.counts[index]
             scores = scores_from_segment_means(
                 full.sums[index], counts, variant=variant,
-                l0=float(active_per_pair[rows].sum() / counts.sum()), alpha=0.25,
+                l0=float(active_per_pair[rows].sum() / counts.sum()), alpha=PAPER_ALPHA,
                 ibar_zero_defect=False)
             for m in metrics:
-                if REAL_CE_METRICS[m][0] != variant:
-                    continue
-                field = REAL_CE_METRICS[m][1]
-                value = ((scores.contrastive + scores.independent) / zscore_ceiling(scores.d_sae)
-                         if field is None else getattr(scores, field))
-                results[m].append(float(value))
+                metric_variant, read = CE_METRICS[m]
+                if metric_variant == variant:
+                    results[m].append(float(read(scores)))
     return [NoiseFloor(m, label, tuple(v), stats.reseed_noise(v)) for m, v in results.items()]

@@ -1,4 +1,4 @@
-"""Tests of groundtruth.published: CE-Bench's published claims on its shipped numbers."""
+"""Tests of groundtruth.studies.cebench_published: CE-Bench's published claims on its shipped numbers."""
 
 import csv
 import json
@@ -9,20 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from groundtruth.published import (
+from groundtruth.cli import main
+from groundtruth.study import load_study
+from groundtruth.studies.cebench_published import (
     GEMMA_SCOPE_TABLE,
     PLOT_ALPHA,
     PLOT_WIDTH,
     SAEBENCH_TABLE,
-    fit_alpha,
     load_gemma_scope_results,
     load_saebench_table,
-    max_zscore_ceiling,
     run_cebench_published,
-    width_then_minus_l0,
 )
 
-DATA_DIR = Path(__file__).parents[2] / "experiments" / "data" / "cebench-published"
+DATA_DIR = Path(__file__).parents[3] / "experiments" / "data" / "cebench-published"
 N_BOOT = 200
 
 
@@ -134,17 +133,6 @@ def test_alpha_star_is_the_best_point_of_the_in_sample_curve(run):
     assert ins["alpha_star_agreement"] >= ins["paper_alpha_agreement"]
 
 
-def test_fit_alpha_picks_the_agreeing_weight():
-    # C + I - alpha L0 = (1 - alpha) * L0 ranks like the target only when alpha > 1.
-    l0 = np.array([3.0, 2.0, 1.0])
-    assert fit_alpha(l0, np.zeros(3), l0, [1.0, 2.0, 3.0], [0.0, 0.5, 2.0]) == 2.0
-
-
-def test_width_then_minus_l0_ranks_by_width_first_then_by_lower_l0():
-    values = width_then_minus_l0([16, 16, 4, 4], [10.0, 20.0, 1.0, 500.0])
-    assert np.argsort(-values).tolist() == [0, 1, 2, 3]
-
-
 # --------------------------------------------------------------------------------------------
 # The width confound
 # --------------------------------------------------------------------------------------------
@@ -158,20 +146,6 @@ def test_raw_contrastive_score_tracks_width(run):
     contrastive = width["scores"]["contrastive_score"]
     assert contrastive["spearman_with_width"] > 0.8
     assert 0.3 < contrastive["log_slope"] < 0.7
-
-
-@pytest.mark.parametrize("n", [2, 3, 10, 1000])
-def test_ceiling_is_the_max_z_score_of_a_single_spike(n):
-    v = np.zeros(n)
-    v[0] = 1.0
-    assert max_zscore_ceiling(n) == pytest.approx(((v - v.mean()) / v.std(ddof=1)).max())
-    from cebench.scores import zscore_ceiling  # the score kernel's scalar version
-
-    assert max_zscore_ceiling(n) == pytest.approx(zscore_ceiling(n))
-    rng = np.random.default_rng(n)
-    for _ in range(20):
-        w = rng.standard_normal(n)
-        assert ((w - w.mean()) / w.std(ddof=1)).max() <= max_zscore_ceiling(n) + 1e-12
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,3 +247,13 @@ def test_loaders_read_the_shipped_tables():
 def test_bad_arguments_raise(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         run_cebench_published(DATA_DIR, tmp_path, **kwargs)
+
+
+def test_cebench_published_via_the_command(tmp_path, capsys):
+    config = load_study("experiments/cebench_published.toml")
+    assert config.kind == "cebench_published"
+    assert main(["audit", "--config", "experiments/cebench_published.toml", "--out",
+                 str(tmp_path), "--no-progress"]) == 0
+    assert "report" in capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert json.dumps(report).count("0.701") >= 1

@@ -6,8 +6,8 @@ SAEs it then scored. Here the target is ground truth: on the population of an au
 of the primary ground-truth metric from [C, I, L0] are fitted with one SAE group held out at a
 time (each trained architecture, and the constructed SAEs as one group) and scored on the
 held-out group by ranking agreement, beside C + I, the paper's alpha = 0.25, -L0 alone and
-ranking by width then -L0 (`groundtruth.published.holdout_analysis`, the same analysis as on the
-published table).
+ranking by width then -L0 (`groundtruth.studies.predictors.holdout_analysis`, the same analysis
+as on the published table).
 
 Options: source_study (default experiments/ce_vs_groundtruth.toml) and source_run (default
 runs/<its name>): the audit run whose values are used; it is run, or resumed, first.
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from groundtruth.audit import run_audit
 from groundtruth.report import write_study_report
-from groundtruth.study import StudyConfig, load_study
+from groundtruth.studies.predictors import holdout_analysis
+from groundtruth.study import StudyConfig, load_study, repository_path
 
-__all__ = ["run_regression_holdout", "holdout_table"]
-
-_REPO = Path(__file__).resolve().parents[1]
+__all__ = ["run", "holdout_table"]
 
 
 def holdout_table(report: dict, target: str) -> dict:
@@ -41,18 +41,13 @@ def holdout_table(report: dict, target: str) -> dict:
     }
 
 
-def run_regression_holdout(study: StudyConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Run the study into `out` (report.json, report.md, holdout.png)."""
-    from groundtruth.audit import run_audit
-    from groundtruth.published import holdout_analysis
-
+def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
+    """Run the study into `out` (report.json, report.md, holdout.png); returns report.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     options = study.options
-    source_path = Path(options.get("source_study", "experiments/ce_vs_groundtruth.toml"))
-    if not source_path.is_absolute():
-        source_path = _REPO / source_path
-    source = load_study(source_path)
+    source = load_study(repository_path(options.get("source_study",
+                                                    "experiments/ce_vs_groundtruth.toml")))
     for needed in ("ce_contrastive", "ce_independent", "l0"):
         if needed not in source.metrics and needed != "l0":
             raise ValueError(f"the source study must measure {needed}")
@@ -66,9 +61,8 @@ def run_regression_holdout(study: StudyConfig, out: str | Path, *, progress: boo
     result = {"config": study.to_dict(), "source_run": str(source_run), "target": target,
               "n_saes": len(table["l0"]), "groups": sorted(set(table["architecture"])),
               "holdout": analysis}
-    write_study_report(out, result, lambda r, _: _markdown(r),
-                       lambda o: _plot(analysis, o / "holdout.png"))
-    return result
+    return write_study_report(out, result, lambda r, _: _markdown(r),
+                              lambda o: _plot(analysis, o / "holdout.png"))
 
 
 def _markdown(result: dict) -> str:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from groundtruth import stats
-from groundtruth.data import AuditData
-from groundtruth.registry import evaluate_metric
+from groundtruth.metrics.data import AuditData
+from groundtruth.metrics.registry import evaluate_metric
 from groundtruth.report import write_study_report
 from groundtruth.study import StudyConfig
 from synthetic_saes.families import OracleBase, OracleConfig, width as width_member
@@ -27,7 +27,7 @@ from synthetic_saes.rng import derive_seed
 from synthetic_saes.sae_params import SAEParams
 from synthetic_saes.worlds import build_world
 
-__all__ = ["run_width_confound"]
+__all__ = ["run"]
 
 SCORES = ("ce_contrastive", "ce_independent", "ce_interpretability", "ce_width_calibrated")
 
@@ -45,8 +45,9 @@ def _exponent(widths: np.ndarray, values: np.ndarray) -> float:
     return float(np.polyfit(np.log(widths), np.log(np.maximum(values, 1e-12)), 1)[0])
 
 
-def run_width_confound(study: StudyConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Run the study into `out` (report.json, report.md, width_confound.png)."""
+def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
+    """Run the study into `out` (report.json, report.md, width_confound.png); returns
+    report.json."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -107,9 +108,8 @@ def run_width_confound(study: StudyConfig, out: str | Path, *, progress: bool = 
             }
     report = {"config": study.to_dict(), "n_corpus_seeds": n_seeds, "scores": summary,
               "ground_truth": {n: {str(w): q for w, q in d.items()} for n, d in quality.items()}}
-    write_study_report(out, report, lambda r, _: _markdown(r),
-                       lambda o: _plot(summary, o / "width_confound.png"))
-    return report
+    return write_study_report(out, report, lambda r, _: _markdown(r),
+                              lambda o: _plot(summary, o / "width_confound.png"))
 
 
 def _markdown(report: dict) -> str:

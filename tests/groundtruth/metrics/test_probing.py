@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from groundtruth.probing import (
+from groundtruth.metrics.probing import (
     ProbingData,
     ProbingScore,
     auc,
@@ -226,7 +226,7 @@ def test_pre_drawn_data_gives_the_same_score_and_balanced_splits(orthonormal_wor
 def _probing_seed(seed):
     from synthetic_saes.rng import derive_seed
 
-    return derive_seed(seed, "probing")
+    return derive_seed(seed, "probe-pool")
 
 
 def test_choose_probe_features(tiny_world):
@@ -301,7 +301,7 @@ def test_probing_rejects_bad_inputs(orthonormal_world):
         k_sparse_probing(sae, world, features=f, seed=-1)
     with pytest.raises(ValueError, match="lack examples: feature 31: "):
         sample_probing_data(world, features=np.array([31]), n_train=2048, n_test=2048,
-                            max_samples=4096)
+                            pool=4096)
     data = sample_probing_data(world, features=f, **SMALL)
     with pytest.raises(ValueError, match="data was drawn with seed=0 but seed=1"):
         k_sparse_probing(sae, world, features=f, seed=1, data=data, **SMALL)

@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from groundtruth import stats
-from groundtruth.data import AuditData
-from groundtruth.registry import evaluate_metric
+from groundtruth.metrics.data import AuditData
+from groundtruth.metrics.registry import evaluate_metric
 from groundtruth.report import write_study_report
 from groundtruth.study import StudyConfig
 from synthetic_saes.families import OracleBase, OracleConfig, merged
 from synthetic_saes.worlds import build_world
 
-__all__ = ["run_contrastive_siblings"]
+__all__ = ["run"]
 
 SCORES = ("ce_contrastive", "ce_independent", "ce_interpretability",
           "ce_contrastive_v1", "ce_independent_v1", "ce_interpretability_v1")
@@ -58,8 +58,8 @@ class _SharedParentData(AuditData):
         return super().corpus(seed, share_parent=self.share_parent)
 
 
-def run_contrastive_siblings(study: StudyConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Run the study into `out` (report.json, report.md, siblings.png); returns the report."""
+def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
+    """Run the study into `out` (report.json, report.md, siblings.png); returns report.json."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -107,9 +107,8 @@ def run_contrastive_siblings(study: StudyConfig, out: str | Path, *, progress: b
                                   for m, v in metrics.items()}
     report = {"config": study.to_dict(), "n_corpus_seeds": n_seeds, "scores": table,
               "ground_truth": quality, "raw": results}
-    write_study_report(out, report, lambda r, _: _markdown(r),
-                       lambda o: _plot(table, o / "siblings.png"))
-    return report
+    return write_study_report(out, report, lambda r, _: _markdown(r),
+                              lambda o: _plot(table, o / "siblings.png"))
 
 
 def _verdict(entry: dict) -> str:

@@ -18,10 +18,11 @@ Notation: for SAE k, C_k = contrastive_score, I_k = independent_score, J_k = joi
 (CE-Bench's "interpretability" score), L0_k = SAEBench core L0 and T_k = saebench_target (the
 SAEBench score the paper regresses onto). Higher is better for every predictor and for T.
 
-All statistics come from `groundtruth.stats` (`ranking_agreement`, `spearman`, `kendall`,
-`bootstrap_ci`); this module only assembles them. Randomness: the one integer
-`seed` is passed to every `bootstrap_ci` call, so all intervals use the same resampled SAEs
-(paired across predictors) and the same seed gives the same report.
+All statistics come from `groundtruth.stats` (`ranking_agreement` and its intervals,
+`spearman`, `kendall`) and the predictors from `groundtruth.studies.predictors` (shared with
+`regression_holdout`); this module reads the tables, assembles the four parts and writes the
+report. Randomness: the one integer `seed` is passed to every bootstrap, so all intervals use
+the same resampled SAEs (paired across predictors) and the same seed gives the same report.
 
 References:
     Gulko, Peng, Kumar (2025), "CE-Bench", https://arxiv.org/abs/2509.00691
@@ -41,7 +42,11 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
+from cebench.scores import PAPER_ALPHA, zscore_ceiling
 from groundtruth import stats
+from groundtruth.studies.predictors import holdout_analysis, sparsity_aware_score, width_then_minus_l0
+from groundtruth.study import StudyConfig, repository_path
+from synthetic_saes.validation import require_seed
 
 __all__ = [
     # reading the published tables
@@ -49,22 +54,14 @@ __all__ = [
     "GEMMA_SCOPE_TABLE",
     "load_saebench_table",
     "load_gemma_scope_results",
-    # the pieces of the study
-    "PAPER_ALPHA",
-    "max_zscore_ceiling",
-    "sparsity_aware_score",
-    "fit_alpha",
-    "width_then_minus_l0",
-    "holdout_analysis",
     # the study
     "run_cebench_published",
+    "run",
 ]
 
 SAEBENCH_TABLE = "saebench_gemma2_2b_layer12.csv"
 GEMMA_SCOPE_TABLE = "gemma_scope_results.csv"
 
-PAPER_ALPHA = 0.25
-"""The L0 weight of CE-Bench's headline predictor C + I - alpha L0."""
 
 _SAEBENCH_STRINGS = ("sae_release", "sae_id", "architecture")
 _SAEBENCH_NUMBERS = (
@@ -173,191 +170,6 @@ def load_gemma_scope_results(path) -> dict[str, np.ndarray | list]:
 # --------------------------------------------------------------------------------------------
 
 
-def max_zscore_ceiling(n):
-    """The largest possible max_j z_j over n values, z with the unbiased std: (n - 1) / sqrt(n).
-
-    With z_j = (v_j - mean(v)) / std(v), std with ddof=1, the maximum is reached when one value
-    stands out and the other n - 1 are equal. CE-Bench's scores are means over rows of such a
-    max over the d_sae latents, so they are bounded by this ceiling with n = d_sae, which grows
-    like sqrt(d_sae). Array version of `cebench.scores.zscore_ceiling`, kept here so this
-    study does not import the scoring kernel (torch, JAX).
-
-    Args:
-        n: number of values (int or array), >= 2.
-
-    Returns:
-        (n - 1) / sqrt(n), float or float array.
-
-    Examples:
-        >>> max_zscore_ceiling(4)
-        1.5
-        >>> v = np.array([1.0, 0.0, 0.0, 0.0])
-        >>> float(((v - v.mean()) / v.std(ddof=1)).max())
-        1.5
-    """
-    n = np.asarray(n, dtype=np.float64)
-    if np.any(n < 2) or not np.all(np.isfinite(n)):
-        raise ValueError(f"the ceiling needs n >= 2 values, got {n}")
-    out = (n - 1.0) / np.sqrt(n)
-    return float(out) if out.ndim == 0 else out
-
-
-def sparsity_aware_score(contrastive, independent, l0, alpha: float) -> np.ndarray:
-    """CE-Bench's headline predictor C + I - alpha * L0, shape (n_saes,)."""
-    return np.asarray(contrastive) + np.asarray(independent) - alpha * np.asarray(l0)
-
-
-def _agreement_curve(c, i, l0, target, alpha_grid: np.ndarray) -> np.ndarray:
-    """ranking_agreement(C + I - alpha L0, T) for each alpha of the grid."""
-    return np.array(
-        [stats.ranking_agreement(sparsity_aware_score(c, i, l0, a), target) for a in alpha_grid]
-    )
-
-
-def _best_alpha(curve: np.ndarray, alpha_grid: np.ndarray) -> tuple[float, float, float, float]:
-    """(alpha*, best agreement, smallest maximiser, largest maximiser) of an agreement curve.
-
-    Several alphas often tie at the maximum (the agreement is a count of pairs); alpha* is the
-    middle one of the maximisers in grid order (so it is itself a maximiser).
-    """
-    best = float(curve.max())
-    maximisers = alpha_grid[np.flatnonzero(curve == best)]
-    return float(maximisers[len(maximisers) // 2]), best, float(maximisers[0]), float(
-        maximisers[-1]
-    )
-
-
-def fit_alpha(contrastive, independent, l0, target, alpha_grid) -> float:
-    """The alpha of the grid that maximises ranking_agreement(C + I - alpha L0, T).
-
-    Ties at the maximum are broken by taking the middle maximiser in grid order.
-
-    Examples:
-        >>> fit_alpha([3.0, 2.0, 1.0], [0.0, 0.0, 0.0], [3.0, 2.0, 1.0], [1.0, 2.0, 3.0],
-        ...           [0.0, 1.0, 2.0, 3.0])
-        3.0
-    """
-    grid = np.asarray(alpha_grid, dtype=np.float64)
-    curve = _agreement_curve(contrastive, independent, l0, target, grid)
-    return _best_alpha(curve, grid)[0]
-
-
-def width_then_minus_l0(d_sae, l0) -> np.ndarray:
-    """A baseline that reads no CE-Bench score: rank by width, break ties by lower L0.
-
-    value_k = dense_rank(d_sae)_k * (n + 1) + rank(-L0)_k (scipy.stats.rankdata, ties
-    averaged), so any wider SAE ranks above any narrower one and SAEs of one width are ordered
-    by -L0. Shape (n_saes,).
-
-    Examples:
-        >>> width_then_minus_l0([16, 16, 4], [10.0, 20.0, 1.0]).tolist()
-        [10.0, 9.0, 7.0]
-    """
-    d_sae, l0 = np.asarray(d_sae, dtype=np.float64), np.asarray(l0, dtype=np.float64)
-    n = len(d_sae)
-    return (scipy.stats.rankdata(d_sae, method="dense") * (n + 1)
-            + scipy.stats.rankdata(-l0)).astype(np.float64)
-
-
-def _linear_fit(features: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients of target on [features, 1]."""
-    design = np.column_stack([features, np.ones(len(features))])
-    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
-    return coef
-
-
-def _linear_predict(coef: np.ndarray, features: np.ndarray) -> np.ndarray:
-    return np.column_stack([features, np.ones(len(features))]) @ coef
-
-
-def _distinct_pair_agreement(prediction, target, ids) -> float:
-    """ranking_agreement over pairs of *distinct* SAEs of a bootstrap resample.
-
-    A resample repeats SAEs; a pair of two copies of one SAE is tied in both vectors and
-    carries no ordering information, yet `ranking_agreement` (ties="half") counts it as half
-    concordant, which would pull a resample's agreement towards 0.5 (about 2% of the pairs
-    for 48 SAEs). With A the agreement over all N = n (n - 1) / 2 pairs and D the number of
-    pairs of copies, the agreement over the other pairs is (A N - D / 2) / (N - D). On the
-    original sample (no copies) this is `ranking_agreement` itself.
-    """
-    n = len(ids)
-    n_pairs = n * (n - 1) / 2
-    _, counts = np.unique(ids, return_counts=True)
-    copies = float(np.sum(counts * (counts - 1) / 2))
-    if n_pairs - copies <= 0:
-        return math.nan
-    agreement = stats.ranking_agreement(prediction, target)
-    return (agreement * n_pairs - 0.5 * copies) / (n_pairs - copies)
-
-
-def _distinct_pair_agreement_batch(prediction, target, ids) -> np.ndarray:
-    """`_distinct_pair_agreement` of every resample (rows of [n_boot, n] arrays), vectorised:
-    with s = sign(d prediction) sign(d target) over pairs i < j, ranking agreement with ties
-    counted half is (1 + mean s) / 2; pairs of copies (equal ids) have s = 0."""
-    i, j = np.triu_indices(prediction.shape[1], k=1)
-    n_pairs = len(i)
-    out = np.empty(prediction.shape[0])
-    for start in range(0, prediction.shape[0], 256):
-        rows = slice(start, start + 256)
-        s = (np.sign(prediction[rows, i] - prediction[rows, j])
-             * np.sign(target[rows, i] - target[rows, j]))
-        copies = (ids[rows, i] == ids[rows, j]).sum(axis=1)
-        agreement = (1.0 + s.mean(axis=1)) / 2.0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = (agreement * n_pairs - 0.5 * copies) / (n_pairs - copies)
-        value[n_pairs - copies <= 0] = math.nan
-        out[rows] = value
-    return out
-
-
-def _difference_of_agreements_batch(first, second, target, ids) -> np.ndarray:
-    return (_distinct_pair_agreement_batch(first, target, ids)
-            - _distinct_pair_agreement_batch(second, target, ids))
-
-
-def _spearman_or_nan(x, y) -> float:
-    """`stats.spearman`, or NaN where it is undefined (a constant resample, skipped)."""
-    try:
-        return stats.spearman(x, y)
-    except ValueError:
-        return math.nan
-
-
-def _pair_count(n: int) -> int:
-    return n * (n - 1) // 2
-
-
-def _split_by_width(prediction, target, width) -> dict:
-    """Ranking agreement over same-width pairs and over cross-width pairs, separately.
-
-    With groups w of equal width, A_w = ranking_agreement within group w and P_w its pair
-    count, A and P those of all pairs:
-
-        same_width  = sum_w A_w P_w / sum_w P_w              (over P_same = sum_w P_w pairs)
-        cross_width = (A P - sum_w A_w P_w) / (P - P_same)   (over the P - P_same other pairs)
-
-    Returns {"n_same_width_pairs", "n_cross_width_pairs"} and "same_width" / "cross_width"
-    only where there are such pairs.
-    """
-    prediction, target, width = map(np.asarray, (prediction, target, width))
-    total_pairs = _pair_count(len(target))
-    concordant_same, same_pairs = 0.0, 0
-    for w in np.unique(width):
-        group = width == w
-        pairs = _pair_count(int(group.sum()))
-        if pairs:
-            concordant_same += stats.ranking_agreement(prediction[group], target[group]) * pairs
-            same_pairs += pairs
-    out: dict = {"n_same_width_pairs": same_pairs,
-                 "n_cross_width_pairs": total_pairs - same_pairs}
-    if same_pairs:
-        out["same_width"] = concordant_same / same_pairs
-    if total_pairs > same_pairs:
-        concordant_all = stats.ranking_agreement(prediction, target) * total_pairs
-        out["cross_width"] = (concordant_all - concordant_same) / (total_pairs - same_pairs)
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # The four parts of the study
 # --------------------------------------------------------------------------------------------
@@ -382,20 +194,15 @@ def _predictors(t: dict) -> dict[str, tuple[str, np.ndarray]]:
 def _headline(t: dict, *, n_boot: int, seed: int) -> dict:
     """Parts a and b: agreement, Spearman (both with 95% CIs) and Kendall tau-b with T."""
     target = t["saebench_target"]
-    ids = np.arange(len(target), dtype=np.float64)
     boot = dict(n_boot=n_boot, seed=seed)
     out = {}
     for name, (formula, values) in _predictors(t).items():
         entry = {
             "formula": formula,
             "agreement": stats.ranking_agreement(values, target),
-            "agreement_ci95": list(
-                stats.bootstrap_ci(_distinct_pair_agreement, values, target, ids,
-                                   batched=_distinct_pair_agreement_batch, **boot)
-            ),
+            "agreement_ci95": list(stats.ranking_agreement_ci(values, target, **boot)),
             "spearman": stats.spearman(values, target),
-            "spearman_ci95": list(stats.bootstrap_ci(_spearman_or_nan, values, target,
-                                                     batched=stats._spearman_batch, **boot)),
+            "spearman_ci95": list(stats.spearman_ci(values, target, **boot)),
             "kendall": stats.kendall(values, target),
         }
         agreement = entry["agreement"]
@@ -416,12 +223,6 @@ _PAIRED_DIFFERENCES = (
 )
 
 
-def _difference_of_agreements(first, second, target, ids) -> float:
-    """agreement(first, T) - agreement(second, T), both over distinct pairs of a resample."""
-    return (_distinct_pair_agreement(first, target, ids)
-            - _distinct_pair_agreement(second, target, ids))
-
-
 def _paired_differences(t: dict, *, n_boot: int, seed: int) -> dict:
     """Differences of ranking agreement between two predictors, with paired bootstrap CIs.
 
@@ -433,166 +234,15 @@ def _paired_differences(t: dict, *, n_boot: int, seed: int) -> dict:
     """
     predictors = _predictors(t)
     target = t["saebench_target"]
-    ids = np.arange(len(target), dtype=np.float64)
     out = {}
     for first, second in _PAIRED_DIFFERENCES:
         a, b = predictors[first][1], predictors[second][1]
         out[f"{first} minus {second}"] = {
-            "difference": _difference_of_agreements(a, b, target, ids),
-            "difference_ci95": list(stats.bootstrap_ci(
-                _difference_of_agreements, a, b, target, ids, n_boot=n_boot, seed=seed,
-                batched=_difference_of_agreements_batch)),
+            "difference": stats.ranking_agreement_difference(a, b, target),
+            "difference_ci95": list(stats.ranking_agreement_difference_ci(
+                a, b, target, n_boot=n_boot, seed=seed)),
         }
     return out
-
-
-def holdout_analysis(t: dict, alpha_grid: np.ndarray) -> dict:
-    """Part c: alpha* in sample, then leave-one-architecture-out.
-
-    `t` holds arrays "contrastive_score", "independent_score", "l0", "saebench_target" (the
-    quality to predict), "d_sae" and a list "architecture" (the groups held out in turn).
-
-    In sample: the agreement curve of C + I - alpha L0 over the grid on all SAEs and its
-    maximiser alpha*.
-
-    Fold g holds out every SAE of architecture g. On the other SAEs (all their pairs, across
-    architectures, as the paper fitted) it fits alpha_g = `fit_alpha` and the least-squares
-    predictor T ~ b_C C + b_I I + b_L0 L0 + b_0. On the held-out SAEs it reports the
-    ranking agreement with T over pairs *within* architecture g of
-
-        fitted_alpha   C + I - alpha_g L0
-        paper_alpha    C + I - 0.25 L0
-        c_plus_i       C + I
-        minus_l0       -L0
-        linear         the fold's least-squares prediction
-        width_then_minus_l0   `width_then_minus_l0` (no CE-Bench score, nothing fitted)
-
-    The pair-weighted mean over folds is sum_g agreement_g P_g / sum_g P_g with
-    P_g = n_g (n_g - 1) / 2, i.e. the agreement over all within-architecture pairs. The same
-    agreements are also split (`_split_by_width`) into pairs of equal width (same architecture
-    and width: only the ordering by trainer / sparsity) and pairs of different widths (only
-    jump_relu has several widths), pooled pair-weighted over folds; `versus_minus_l0_per_fold`
-    counts folds where a predictor's agreement is above, equal to, below that of -L0. Folds
-    with several widths also report the Spearman of T and of C + I with d_sae.
-
-    Pooled out-of-fold: each SAE gets the prediction of the fold that held it out; the
-    agreement and Spearman of these predictions with T over all SAEs (pairs across
-    architectures compare predictions of different fits: the linear ones are all on T's
-    scale, the fitted-alpha ones on the score's).
-    """
-    c, i, l0, target = (t[k] for k in ("contrastive_score", "independent_score", "l0",
-                                       "saebench_target"))
-    architecture = np.asarray(t["architecture"])
-    features = np.column_stack([c, i, l0])
-    curve = _agreement_curve(c, i, l0, target, alpha_grid)
-    alpha_star, best, low, high = _best_alpha(curve, alpha_grid)
-
-    coef_all = _linear_fit(features, target)
-    in_sample_linear = _linear_predict(coef_all, features)
-
-    names = ("fitted_alpha", "paper_alpha", "c_plus_i", "minus_l0", "linear",
-             "width_then_minus_l0")
-    folds = []
-    oof_linear = np.empty_like(target)
-    oof_alpha = np.empty_like(target)
-    for group in sorted(set(t["architecture"])):
-        test = architecture == group
-        train = ~test
-        alpha_g = fit_alpha(c[train], i[train], l0[train], target[train], alpha_grid)
-        coef = _linear_fit(features[train], target[train])
-        linear = _linear_predict(coef, features[test])
-        oof_linear[test] = linear
-        oof_alpha[test] = sparsity_aware_score(c[test], i[test], l0[test], alpha_g)
-        predictions = {
-            "fitted_alpha": oof_alpha[test],
-            "paper_alpha": sparsity_aware_score(c[test], i[test], l0[test], PAPER_ALPHA),
-            "c_plus_i": c[test] + i[test],
-            "minus_l0": -l0[test],
-            "linear": linear,
-            "width_then_minus_l0": width_then_minus_l0(t["d_sae"][test], l0[test]),
-        }
-        n_test = int(test.sum())
-        split = {k: _split_by_width(v, target[test], t["d_sae"][test])
-                 for k, v in predictions.items()}
-        folds.append({
-            "architecture": group,
-            "n_saes": n_test,
-            "n_pairs": _pair_count(n_test),
-            "alpha": alpha_g,
-            "linear_coef": dict(zip(("contrastive", "independent", "l0", "intercept"),
-                                    map(float, coef))),
-            "agreement": {k: stats.ranking_agreement(v, target[test])
-                          for k, v in predictions.items()},
-            "widths": sorted({float(w) for w in t["d_sae"][test]}),
-            **({"target_spearman_with_width": stats.spearman(target[test], t["d_sae"][test]),
-                "c_plus_i_spearman_with_width": stats.spearman(c[test] + i[test],
-                                                               t["d_sae"][test])}
-               if len(set(t["d_sae"][test])) > 1 else {}),
-            "n_same_width_pairs": split["linear"]["n_same_width_pairs"],
-            "n_cross_width_pairs": split["linear"]["n_cross_width_pairs"],
-            "agreement_same_width": {k: v["same_width"] for k, v in split.items()
-                                     if "same_width" in v},
-            "agreement_cross_width": {k: v["cross_width"] for k, v in split.items()
-                                      if "cross_width" in v},
-            "curve": _agreement_curve(c[test], i[test], l0[test], target[test],
-                                      alpha_grid).tolist(),
-        })
-    weights = np.array([f["n_pairs"] for f in folds], dtype=np.float64)
-    mean = {k: float(np.dot(weights, [f["agreement"][k] for f in folds]) / weights.sum())
-            for k in names}
-    versus_l0 = {
-        k: {"wins": int(sum(f["agreement"][k] > f["agreement"]["minus_l0"] for f in folds)),
-            "ties": int(sum(f["agreement"][k] == f["agreement"]["minus_l0"] for f in folds)),
-            "losses": int(sum(f["agreement"][k] < f["agreement"]["minus_l0"] for f in folds))}
-        for k in names if k != "minus_l0"
-    }
-    by_width = {}
-    for kind in ("same_width", "cross_width"):
-        used = [f for f in folds if f[f"agreement_{kind}"]]
-        pairs = np.array([f[f"n_{kind}_pairs"] for f in used], dtype=np.float64)
-        by_width[kind] = {
-            "n_pairs": int(pairs.sum()),
-            "architectures": [f["architecture"] for f in used],
-            "pair_weighted_mean": {  # empty when no fold has such pairs
-                k: float(np.dot(pairs, [f[f"agreement_{kind}"][k] for f in used]) / pairs.sum())
-                for k in names if used
-            },
-        }
-    return {
-        "alpha_grid": [float(a) for a in alpha_grid],
-        "in_sample": {
-            "curve": curve.tolist(),
-            "alpha_star": alpha_star,
-            "alpha_star_agreement": best,
-            "alpha_star_range": [low, high],
-            "paper_alpha": PAPER_ALPHA,
-            "paper_alpha_agreement": stats.ranking_agreement(
-                sparsity_aware_score(c, i, l0, PAPER_ALPHA), target),
-        },
-        "folds": folds,
-        "pair_weighted_mean": mean,
-        "n_pairs_within_architectures": int(weights.sum()),
-        "versus_minus_l0_per_fold": versus_l0,
-        "alpha_range_over_folds": [min(f["alpha"] for f in folds),
-                                   max(f["alpha"] for f in folds)],
-        "same_vs_cross_width": by_width,
-        "linear": {
-            "in_sample_coef": dict(zip(("contrastive", "independent", "l0", "intercept"),
-                                       map(float, coef_all))),
-            "in_sample_agreement": stats.ranking_agreement(in_sample_linear, target),
-            "in_sample_spearman": stats.spearman(in_sample_linear, target),
-            "out_of_fold_agreement": stats.ranking_agreement(oof_linear, target),
-            "out_of_fold_spearman": stats.spearman(oof_linear, target),
-        },
-        "fitted_alpha_out_of_fold": {
-            "agreement": stats.ranking_agreement(oof_alpha, target),
-            "spearman": stats.spearman(oof_alpha, target),
-        },
-        "minus_l0": {
-            "agreement": stats.ranking_agreement(-l0, target),
-            "spearman": stats.spearman(-l0, target),
-        },
-    }
 
 
 def _log_slope(log_width: np.ndarray, log_score: np.ndarray) -> float:
@@ -632,7 +282,7 @@ def _width_confound(g: dict, *, n_boot: int, seed: int) -> dict:
         )
     width = g["d_sae"][selected]
     log_width = np.log(width)
-    ceiling = max_zscore_ceiling(width)
+    ceiling = zscore_ceiling(width)
     boot = dict(n_boot=n_boot, seed=seed)
     widths = sorted({float(w) for w in width})
 
@@ -644,18 +294,15 @@ def _width_confound(g: dict, *, n_boot: int, seed: int) -> dict:
         ratio = s / ceiling
         scores[name] = {
             "spearman_with_width": stats.spearman(s, width),
-            "spearman_with_width_ci95": list(stats.bootstrap_ci(_spearman_or_nan, s, width,
-                                                                batched=stats._spearman_batch,
-                                                                **boot)),
+            "spearman_with_width_ci95": list(stats.spearman_ci(s, width, **boot)),
             "ratio_spearman_with_width": stats.spearman(ratio, width),
-            "ratio_spearman_with_width_ci95": list(stats.bootstrap_ci(
-                _spearman_or_nan, ratio, width, batched=stats._spearman_batch, **boot)),
+            "ratio_spearman_with_width_ci95": list(stats.spearman_ci(ratio, width, **boot)),
             "log_slope": _log_slope(log_width, np.log(s)),
             "log_slope_ci95": list(stats.bootstrap_ci(_log_slope, log_width, np.log(s), **boot)),
             "log_intercept": float(np.polyfit(log_width, np.log(s), 1)[1]),
             "by_width": [
                 {"d_sae": w, "n_saes": int(np.sum(width == w)),
-                 "ceiling": max_zscore_ceiling(w),
+                 "ceiling": zscore_ceiling(w),
                  "mean_score": float(s[width == w].mean()),
                  "mean_ratio": float(ratio[width == w].mean()),
                  "min_ratio": float(ratio[width == w].min()),
@@ -742,8 +389,8 @@ def _plot_width(width: dict, path: Path) -> None:
         s = np.array(points[name])
         b = width["scores"][name]["log_slope"]
         left.scatter(d, s, s=14, color=f"C{k}", label=f"{labels[name]} (b = {b:.2f})")
-        right.scatter(d, s / max_zscore_ceiling(d), s=14, color=f"C{k}", label=labels[name])
-    left.plot(grid, max_zscore_ceiling(grid), "k--", lw=1,
+        right.scatter(d, s / zscore_ceiling(d), s=14, color=f"C{k}", label=labels[name])
+    left.plot(grid, zscore_ceiling(grid), "k--", lw=1,
               label="ceiling (n - 1) / sqrt(n)")
     widths = sorted(set(points["d_sae"]))
     for axis in (left, right):
@@ -1017,7 +664,7 @@ def run_cebench_published(
                             published value and whether it matches to the printed digits,
                             Spearman (both with a 95% percentile bootstrap interval over SAEs;
                             the agreement's over pairs of distinct resampled SAEs, see
-                            `_distinct_pair_agreement`) and Kendall tau-b.
+                            `stats.ranking_agreement_ci`) and Kendall tau-b.
         paired_differences  agreement differences with paired bootstrap intervals:
                             C + I - 0.25 L0 minus -L0, minus C + I; width-then-L0 minus
                             C + I - 0.25 L0.
@@ -1050,8 +697,7 @@ def run_cebench_published(
         raise ValueError(f"alpha_grid must be a 1-D finite grid of >= 2 values, got {alpha_grid}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = require_seed(seed)
 
     saebench_path = data_dir / SAEBENCH_TABLE
     gemma_path = data_dir / GEMMA_SCOPE_TABLE
@@ -1090,3 +736,14 @@ def run_cebench_published(
     _plot_width(width, out / PLOT_WIDTH)
     (out / "report.md").write_text(_render_markdown(report))
     return report
+
+
+def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
+    """The study runner (`groundtruth.studies.STUDIES`): `[options]` data_dir (default
+    experiments/data/cebench-published, relative to the repository root) and n_boot (2000);
+    the seed is the study's. Returns report.json. It runs in seconds, so shows no progress."""
+    data_dir = repository_path(study.options.get("data_dir", "experiments/data/cebench-published"))
+    out = Path(out)
+    run_cebench_published(data_dir, out, n_boot=int(study.options.get("n_boot", 2000)),
+                          seed=study.seed)
+    return out / "report.json"

@@ -4,7 +4,7 @@ Every metric declares what its seed changes (the corpus draw, the evaluation sam
 split, or nothing for deterministic metrics), whether higher is better, and its kind. The audit
 measures any registered metric through the three lenses; registering your own takes a few lines:
 
-    from groundtruth.registry import register_metric
+    from groundtruth.metrics.registry import register_metric
 
     @register_metric("my_metric", seed_changes="evaluation samples", kind="custom")
     def my_metric(sae, data, seed):
@@ -12,6 +12,9 @@ measures any registered metric through the three lenses; registering your own ta
         return float((sae.encode(x) > 0).mean())
 
 `sae` is an `SAEParams`; `data` an `AuditData` (the world plus seeded, cached samples and corpora).
+This module holds the registry only and imports no metric: the shipped metrics
+(`groundtruth.metrics.builtin`) register themselves when the package `groundtruth.metrics` is
+imported, which happens before any of its modules, this one included, is used.
 """
 
 from __future__ import annotations
@@ -80,14 +83,12 @@ def register_metric(name: str, *, seed_changes: str, kind: str = "custom",
 
 
 def get_metric(name: str) -> MetricSpec:
-    _load_builtin_metrics()
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; known metrics: {sorted(METRICS)}")
     return METRICS[name]
 
 
 def metric_names(kind: str | None = None) -> list[str]:
-    _load_builtin_metrics()
     return sorted(n for n, s in METRICS.items() if kind is None or s.kind == kind)
 
 
@@ -107,7 +108,3 @@ def evaluate_metric(name: str, sae, data, seed: int) -> float:
     if not np.isfinite(value):
         raise ValueError(f"metric {name!r} returned {value} for seed {seed}")
     return value
-
-
-def _load_builtin_metrics() -> None:
-    import groundtruth.builtin_metrics  # noqa: F401  (registers on import)
