@@ -41,7 +41,8 @@ def _build_parser() -> argparse.ArgumentParser:
     how = score.add_argument_group("how")
     how.add_argument("--variant", choices=["auto", "v4", "v1"], default="auto",
                      help="v1 (marked tokens) for tagged datasets, v4 otherwise (default: auto)")
-    how.add_argument("--alpha", type=float, default=PAPER_ALPHA, help="L0 weight of the sparsity-aware score")
+    how.add_argument("--alpha", type=float, default=PAPER_ALPHA,
+                     help="L0 weight of the sparsity-aware score")
     how.add_argument("--bos", choices=["include", "exclude"], default="include",
                      help="score the BOS position (the reference includes it)")
     how.add_argument("--batch-size", type=int, default=8, help="stories per forward pass")

@@ -29,10 +29,10 @@ from groundtruth.metrics.data import AuditData
 from groundtruth.lenses import (
     control_ranks, correlation_lens, decomposition_lens, reseed_lens, trajectory_lens,
 )
-from groundtruth.population import AuditSAE, constructed_saes, run_key, trained_saes
+from groundtruth.population import PopulationMember, constructed_saes, run_key, trained_saes
 from groundtruth.metrics.registry import evaluate_metric, get_metric
 from groundtruth.report import verdict, write_report
-from groundtruth.store import ResultStore
+from groundtruth.store import ResultStore, write_json
 from groundtruth.study import StudyConfig, repository_path
 from groundtruth.study_world import build_study_world
 from synthetic_saes.families import CONTROLS
@@ -62,20 +62,21 @@ def _decomposition_runs(study: StudyConfig) -> set[str]:
     return runs
 
 
-def plan_evaluations(study: StudyConfig, saes: list[AuditSAE]) -> dict[str, list[int]]:
+def plan_evaluations(study: StudyConfig,
+                     members: list[PopulationMember]) -> dict[str, list[int]]:
     """SAE id -> the metric seeds it is measured at (see the module docstring)."""
     first_seed = study.training.seeds[0]
     decomposition = _decomposition_runs(study)
     plan = {}
-    for sae in saes:
+    for member in members:
         seeds = {0}
-        reseed = (sae.kind == "control" and sae.family in ("oracle", "random_l0_matched")) or (
-            sae.kind == "trained" and sae.final and sae.seed == first_seed)
+        reseed = member.control in ("oracle", "random_l0_matched") or (
+            member.kind == "trained" and member.final and member.seed == first_seed)
         if reseed:
             seeds |= set(range(study.lenses.reseed_seeds))
-        if sae.kind == "trained" and sae.run in decomposition:
+        if member.kind == "trained" and member.run in decomposition:
             seeds |= set(range(study.lenses.decomposition_seeds))
-        plan[sae.id] = sorted(seeds)
+        plan[member.id] = sorted(seeds)
     return plan
 
 
@@ -108,42 +109,43 @@ def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> 
     started = time.perf_counter()
     world = build_study_world(study.world, out, progress=progress)
     data = AuditData(world, study.data)
-    saes = constructed_saes(world, study.families, out, progress=progress)
-    saes += trained_saes(world, study.training, out, progress=progress)
-    for sae in saes:
-        world.check_d_in(sae.params.d_in, what=f"SAE {sae.id}")
+    members = constructed_saes(world, study.families, out, progress=progress)
+    members += trained_saes(world, study.training, out, progress=progress)
+    for member in members:
+        world.check_d_in(member.params.d_in, what=f"SAE {member.id}")
     metrics = _metrics_to_measure(study)
     specs = {name: get_metric(name) for name in metrics}
-    plan = plan_evaluations(study, saes)
+    plan = plan_evaluations(study, members)
     store = ResultStore(out / "results.jsonl")
     try:
-        bar = tqdm(total=len(saes), unit="sae", desc=f"audit {study.name}", disable=not progress)
-        for sae in saes:
+        bar = tqdm(total=len(members), unit="sae", desc=f"audit {study.name}",
+                   disable=not progress)
+        for member in members:
             records = []
-            for seed in plan[sae.id]:
+            for seed in plan[member.id]:
                 for name in metrics:
                     if specs[name].deterministic and seed != 0:
                         continue
-                    if (sae.id, name, seed) in store:
+                    if (member.id, name, seed) in store:
                         continue
-                    records.append((sae.id, name, seed,
-                                    evaluate_metric(name, sae.params, data, seed)))
+                    records.append((member.id, name, seed,
+                                    evaluate_metric(name, member.params, data, seed)))
             store.add_many(records)  # durable before moving on
             bar.update(1)
         bar.close()
-        report = build_report(study, world, saes, store, metrics, plan)
+        report = build_report(study, world, members, store, metrics, plan)
         if isinstance(world, LanguageWorld):  # ground truth through the model's outputs too
             from groundtruth.model_outputs import model_output_measurements
 
-            ce = {name: {sae.id: store.get(sae.id, name, 0) for sae in saes}
+            ce = {name: {m.id: store.get(m.id, name, 0) for m in members}
                   for name in metrics if specs[name].kind == "ce"}
             report["model_outputs"] = model_output_measurements(
-                world, saes, out, ce_scores=ce, seed=study.seed, n_boot=study.lenses.n_boot)
+                world, members, out, ce_scores=ce, seed=study.seed, n_boot=study.lenses.n_boot)
     finally:
         store.close()
     json_path = write_report(report, out)
-    (out / "run_log.json").write_text(json.dumps(
-        {"seconds": time.perf_counter() - started, "n_saes": len(saes)}, indent=2))
+    write_json(out / "run_log.json", {"seconds": time.perf_counter() - started,
+                                      "n_saes": len(members)})
     return json_path
 
 
@@ -200,17 +202,17 @@ def _comparison(study: StudyConfig, metrics: dict) -> dict | None:
             "metrics": rows}
 
 
-def _value(store: ResultStore, sae: str, metric, seed: int) -> float:
-    return store.get(sae, metric.name, 0 if metric.deterministic else seed)
+def _value(store: ResultStore, sae_id: str, metric, seed: int) -> float:
+    return store.get(sae_id, metric.name, 0 if metric.deterministic else seed)
 
 
-def build_report(study: StudyConfig, world, saes: list[AuditSAE], store: ResultStore,
+def build_report(study: StudyConfig, world, members: list[PopulationMember], store: ResultStore,
                  metrics: list[str], plan: dict[str, list[int]]) -> dict:
     """Apply the three lenses to the stored values and assemble report.json's content."""
     specs = {name: get_metric(name) for name in metrics}
     gts = list(study.lenses.ground_truth)
     primary = gts[0]
-    population = [s for s in saes if s.kind != "trained" or s.final]
+    population = [s for s in members if s.kind != "trained" or s.final]
     ids = [s.id for s in population]
     sign = {n: 1.0 if specs[n].higher_is_better else -1.0 for n in metrics}
 
@@ -220,23 +222,23 @@ def build_report(study: StudyConfig, world, saes: list[AuditSAE], store: ResultS
     gt_columns = {g: sign[g] * column(g) for g in gts}
     widths = np.array([s.width for s in population], dtype=float)
     l0 = column("l0")
-    controls = {s.family: s.id for s in population if s.kind == "control"}
-    reseed_ids = [sae for sae, seeds in plan.items() if len(seeds) >= study.lenses.reseed_seeds]
+    controls = {s.control: s.id for s in population if s.control}
+    reseed_ids = [i for i, seeds in plan.items() if len(seeds) >= study.lenses.reseed_seeds]
     reseed_ids = [i for i in reseed_ids if any(s.id == i and (s.kind == "control" or s.final)
-                                               for s in saes)]
-    runs: dict[str, list[AuditSAE]] = {}
-    for sae in saes:
-        if sae.kind == "trained":
-            runs.setdefault(sae.run, []).append(sae)
-    training_seeds = sorted({s.seed for s in saes if s.kind == "trained"})
+                                               for s in members)]
+    runs: dict[str, list[PopulationMember]] = {}
+    for member in members:
+        if member.kind == "trained":
+            runs.setdefault(member.run, []).append(member)
+    training_seeds = sorted({s.seed for s in members if s.kind == "trained"})
     decomposition = _decomposition_runs(study)
 
-    def grid(name: str, members: list[AuditSAE], seed: int = 0) -> np.ndarray:
+    def grid(name: str, members: list[PopulationMember], seed: int = 0) -> np.ndarray:
         by = {(s.seed, s.checkpoint): _value(store, s.id, specs[name], seed) for s in members}
         checkpoints = sorted({s.checkpoint for s in members})
         return np.array([[by[(t, c)] for c in checkpoints] for t in training_seeds])
 
-    def gt_columns_grid(gt: str, members: list[AuditSAE]) -> np.ndarray:
+    def gt_columns_grid(gt: str, members: list[PopulationMember]) -> np.ndarray:
         return sign[gt] * grid(gt, members)
 
     report_metrics = {}
@@ -291,15 +293,15 @@ def build_report(study: StudyConfig, world, saes: list[AuditSAE], store: ResultS
 
     per_sae = []
     correlation_ids = set(ids)
-    for sae in saes:
+    for member in members:
         per_sae.append({
-            **sae.describe(), "l0": _value(store, sae.id, specs["l0"], 0),
-            "in_correlation": sae.id in correlation_ids,
-            "scores": {name: _value(store, sae.id, specs[name], 0) for name in metrics},
+            **member.describe(), "l0": _value(store, member.id, specs["l0"], 0),
+            "in_correlation": member.id in correlation_ids,
+            "scores": {name: _value(store, member.id, specs[name], 0) for name in metrics},
         })
     by_kind: dict[str, int] = {}
-    for sae in population:
-        by_kind[sae.kind] = by_kind.get(sae.kind, 0) + 1
+    for member in population:
+        by_kind[member.kind] = by_kind.get(member.kind, 0) + 1
     return {
         "config": study.to_dict(),
         "world": {"summary": repr(world), "config": world.config.to_dict() if world.config

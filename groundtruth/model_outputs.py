@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cebench.sweep import write_json_atomic
 from groundtruth import stats
+from groundtruth.store import write_json
 from synthetic_saes.semisynthetic.interventions import (
     dictionary_interventions, sae_interventions,
 )
@@ -40,39 +40,39 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def model_output_measurements(world, saes, out: str | Path, *, ce_scores: dict[str, dict],
+def model_output_measurements(world, members, out: str | Path, *, ce_scores: dict[str, dict],
                               seed: int = 0, n_boot: int = 1000) -> dict:
     """Interventions and steering on a language world (module docstring).
 
     Args:
         world: a `LanguageWorld`.
-        saes: the audit's `AuditSAE`s.
+        members: the audit's population (`PopulationMember`s).
         out: the run folder.
         ce_scores: metric name -> {sae id: value at seed 0} for the CE scores to correlate.
     """
     out = Path(out)
     path = out / _FILENAME
     done = _load(path)
-    measured = [s for s in saes if s.kind == "control" and s.family in (
-        "oracle", "random_init", "random_l0_matched")]
-    trained = [s for s in saes if s.kind == "trained" and s.final]
+    measured = [s for s in members if s.control in ("oracle", "random_init", "random_l0_matched")]
+    trained = [s for s in members if s.kind == "trained" and s.final]
     first_seed = min((s.seed for s in trained), default=0)
     trained = [s for s in trained if s.seed == first_seed]
     measured += trained
     interventions = done.setdefault("interventions", {})
     if "dictionary" not in interventions:
         interventions["dictionary"] = dictionary_interventions(world, seed=seed).to_dict()
-        write_json_atomic(path, done)
-    for sae in measured:
-        if sae.id not in interventions:
-            interventions[sae.id] = sae_interventions(world, sae.params, seed=seed).to_dict()
-            write_json_atomic(path, done)
+        write_json(path, done, sort_keys=False)
+    for member in measured:
+        if member.id not in interventions:
+            interventions[member.id] = sae_interventions(world, member.params,
+                                                         seed=seed).to_dict()
+            write_json(path, done, sort_keys=False)
     if "correlations" not in done:
         done["correlations"] = _correlations(interventions, trained, ce_scores, seed, n_boot)
-        write_json_atomic(path, done)
+        write_json(path, done, sort_keys=False)
     if "steering" not in done:
-        done["steering"] = _steering(world, saes, trained, out, seed)
-        write_json_atomic(path, done)
+        done["steering"] = _steering(world, members, trained, out, seed)
+        write_json(path, done, sort_keys=False)
     return done
 
 
@@ -99,8 +99,8 @@ def _correlations(interventions: dict, trained, ce_scores: dict[str, dict], seed
     return out
 
 
-def _steering(world, saes, trained, out: Path, seed: int) -> dict:
-    oracle = next((s for s in saes if s.kind == "control" and s.family == "oracle"), None)
+def _steering(world, members, trained, out: Path, seed: int) -> dict:
+    oracle = next((s for s in members if s.control == "oracle"), None)
     if oracle is None:
         return {"skipped": "the study has no controls, so no oracle SAE to steer with"}
     hook = world.config.hook_name
@@ -108,8 +108,8 @@ def _steering(world, saes, trained, out: Path, seed: int) -> dict:
     steerers = {"dictionary": (oracle.params, oracle.params.save(folder / "sae_dictionary",
                                                                  hook_name=hook))}
     by_run: dict[str, list] = {}
-    for sae in trained:
-        by_run.setdefault(sae.family, []).append(sae)
+    for member in trained:
+        by_run.setdefault(member.training_architecture, []).append(member)
     for architecture, members in sorted(by_run.items()):
         members = sorted(members, key=lambda s: s.run)
         middle = members[len(members) // 2]

@@ -22,17 +22,19 @@ from synthetic_saes.sae_params import SAEParams
 from synthetic_saes.training import TrainedPopulation, TrainingConfig, train_population
 from synthetic_saes.worlds import World
 
-__all__ = ["AuditSAE", "constructed_saes", "trained_saes", "training_configs", "run_key"]
+__all__ = ["PopulationMember", "constructed_saes", "trained_saes", "training_configs", "run_key"]
 
 
 @dataclass(frozen=True, eq=False)
-class AuditSAE:
-    """One SAE of the population and what is known about how it was made.
+class PopulationMember:
+    """One SAE of an audit's population (`params`) and what is known about how it was made.
 
     Attributes:
         id: unique, readable id (the key of its metric values).
         kind: "constructed", "control" or "trained".
-        family: family or control name, or the training architecture.
+        origin: what made it, read with `kind`: the degradation family (constructed), the
+            control (control) or the training architecture (trained); ask `control` and
+            `training_architecture` rather than comparing `kind` and `origin`.
         architecture: its inference architecture (relu, topk, jumprelu).
         width: d_sae.
         knobs: the knob values that made it (family knobs, or sparsity for trained SAEs).
@@ -45,7 +47,7 @@ class AuditSAE:
 
     id: str
     kind: str
-    family: str
+    origin: str
     architecture: str
     width: int
     knobs: dict
@@ -56,8 +58,19 @@ class AuditSAE:
     step: int | None = None
     final: bool = True
 
+    @property
+    def control(self) -> str | None:
+        """The control's name ("oracle", ...) for a control, else None."""
+        return self.origin if self.kind == "control" else None
+
+    @property
+    def training_architecture(self) -> str | None:
+        """The training architecture ("relu_l1", ...) of a trained SAE, else None."""
+        return self.origin if self.kind == "trained" else None
+
     def describe(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "family": self.family,
+        """The member as report.json lists it (its origin under the key "family")."""
+        return {"id": self.id, "kind": self.kind, "family": self.origin,
                 "architecture": self.architecture, "width": self.width, "knobs": self.knobs,
                 "seed": self.seed, "run": self.run, "checkpoint": self.checkpoint,
                 "step": self.step, "final": self.final}
@@ -90,7 +103,7 @@ def constructed_saes(world: World, families, run_dir: Path, *, progress: bool = 
         if digest in seen:
             return
         seen[digest] = member.name
-        out.append(AuditSAE(id=member.name, kind=kind, family=member.family,
+        out.append(PopulationMember(id=member.name, kind=kind, origin=member.family,
                             architecture=p.architecture, width=p.d_sae, knobs=member.knobs,
                             seed=member.seed, params=p))
 
@@ -157,9 +170,9 @@ def trained_saes(world: World, plan, run_dir: Path, *, progress: bool = False):
         for s_index, seed in enumerate(population.seeds):
             for c_index, checkpoint in enumerate(population.checkpoints):
                 params = population.params(s_index, c_index)
-                out.append(AuditSAE(
+                out.append(PopulationMember(
                     id=f"trained/{key}/seed{seed}/step{checkpoint.step}", kind="trained",
-                    family=config.architecture, architecture=params.architecture,
+                    origin=config.architecture, architecture=params.architecture,
                     width=params.d_sae, knobs={knob: value}, seed=int(seed), params=params,
                     run=key, checkpoint=c_index, step=checkpoint.step, final=c_index == last,
                 ))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from groundtruth.store import write_json
 
 __all__ = ["verdict", "write_report", "write_study_report", "render_markdown", "plot_report"]
 
@@ -45,11 +46,10 @@ def verdict(entry: dict, rules, primary_gt: str) -> dict:
 
 
 def write_study_report(out: Path, report: dict, render, plot=None) -> Path:
-    """Write a study's report.json (sorted keys, no NaN), its plots (`plot(out)`, returning
-    the file names it wrote, if given) and report.md (`render(report, plot_names)`)."""
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "report.json"
-    json_path.write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
+    """Write a study's report.json (`write_json`: sorted keys, no NaN), its plots
+    (`plot(out)`, returning the file names it wrote, if given) and report.md
+    (`render(report, plot_names)`); returns report.json."""
+    json_path = write_json(out / "report.json", report)
     names = plot(out) if plot is not None else []
     (out / "report.md").write_text(render(report, names))
     return json_path

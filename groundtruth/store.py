@@ -1,8 +1,11 @@
-"""An append-only store of metric values, written as they are computed.
+"""How results reach the disk: metric values as they are computed, and whole result files.
 
-Each value is one JSON line {"sae", "metric", "seed", "value"} appended to `results.jsonl` and
-flushed to disk, so a run killed at any moment (even kill -9) keeps every finished value; a
-torn last line is ignored on reload. Values are keyed by (sae, metric, seed).
+`ResultStore`: each value is one JSON line {"sae", "metric", "seed", "value"} appended to
+`results.jsonl` and flushed to disk, so a run killed at any moment (even kill -9) keeps every
+finished value; a torn last line is ignored on reload. Values are keyed by (sae, metric, seed).
+
+`write_json`: every other result file (report.json, model_outputs.json, run_log.json), written
+whole through a temporary file and a rename, never with a NaN or an infinity.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["ResultStore"]
+__all__ = ["ResultStore", "write_json"]
 
 
 class ResultStore:
@@ -56,3 +59,28 @@ class ResultStore:
 
     def close(self) -> None:
         self._handle.close()
+
+
+def write_json(path: str | Path, payload, *, sort_keys: bool = True,
+               trailing_newline: bool = False) -> Path:
+    """Write `payload` as JSON indented by 2 to `path` (parents created); returns the path.
+
+    The text goes to a temporary file beside `path` that is then renamed over it, so a crash
+    leaves the old file or the new one, never half of one. `sort_keys=False` keeps the
+    payload's insertion order (which a report renders in); `trailing_newline` ends the file
+    with a newline.
+
+    Raises:
+        ValueError: a NaN or infinite number in `payload` (a result never carries one).
+    """
+    path = Path(path)
+    text = json.dumps(payload, indent=2, sort_keys=sort_keys, allow_nan=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text + ("\n" if trailing_newline else ""))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path

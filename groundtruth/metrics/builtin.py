@@ -63,8 +63,8 @@ activations) reads the metrics through this table."""
 def _register_ce(variant: str) -> None:
     suffix, label = _CE_VARIANTS[variant]
     for name, (description, read) in _CE_SCORES.items():
-        register_metric(f"{name}{suffix}", seed_changes="the contrastive corpus drawn from the world",
-                        kind="ce", description=f"{description} ({label})")(
+        register_metric(f"{name}{suffix}", kind="ce", description=f"{description} ({label})",
+                        seed_changes="the contrastive corpus drawn from the world")(
             lambda sae, data, seed, read=read: read(_ce_scores(sae, data, seed, variant)))
 
 

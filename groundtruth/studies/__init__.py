@@ -37,6 +37,6 @@ STUDIES: dict[str, Callable[..., Path]] = {
 
 def run_study(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
     """Run any study into `out`; returns its report.json."""
-    if study.kind not in STUDIES:  # StudyConfig validates kinds; this guards a kind without a runner
+    if study.kind not in STUDIES:  # StudyConfig checks kinds; this catches one without a runner
         raise ValueError(f"no runner for study kind {study.kind!r}")
     return STUDIES[study.kind](study, Path(out), progress=progress)

@@ -33,18 +33,19 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 
 from cebench.scores import PAPER_ALPHA, zscore_ceiling
 from groundtruth import stats
-from groundtruth.studies.predictors import holdout_analysis, sparsity_aware_score, width_then_minus_l0
+from groundtruth.studies.predictors import (
+    holdout_analysis, sparsity_aware_score, width_then_minus_l0,
+)
+from groundtruth.store import write_json
 from groundtruth.study import StudyConfig, repository_path
 from synthetic_saes.validation import require_seed
 
@@ -470,7 +471,6 @@ def _render_markdown(report: dict) -> str:
     ]
     means = ho["pair_weighted_mean"]
     vs = ho["versus_minus_l0_per_fold"]
-    n_folds = len(ho["folds"])
     lines += [
         "",
         "## c. Is alpha = 0.25 fitted to the test set? Leave one architecture out",
@@ -674,7 +674,7 @@ def run_cebench_published(
         width_confound      Spearman of raw and ceiling-normalised scores with d_sae, and the
                             log-log growth exponent (see `_width_confound`).
 
-    Writes `out/report.json` (json.dumps(..., allow_nan=False, sort_keys=True)),
+    Writes `out/report.json` (`groundtruth.store.write_json`, sorted keys, no NaN),
     `out/report.md` and the plots `out/alpha_agreement.png`, `out/width_confound.png`.
 
     Args:
@@ -728,10 +728,7 @@ def run_cebench_published(
     }
     _check_finite(report)
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(
-        json.dumps(report, indent=2, allow_nan=False, sort_keys=True) + "\n"
-    )
+    write_json(out / "report.json", report, trailing_newline=True)
     _plot_alpha(report["holdout"], out / PLOT_ALPHA)
     _plot_width(width, out / PLOT_WIDTH)
     (out / "report.md").write_text(_render_markdown(report))

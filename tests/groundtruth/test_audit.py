@@ -88,12 +88,12 @@ def test_same_seed_same_report(audited, tmp_path):
 def test_reseed_and_decomposition_plans(audited):
     study = study_from_dict(RAW)
     out, report = audited
-    from groundtruth.population import AuditSAE
+    from groundtruth.population import PopulationMember
 
-    saes = [AuditSAE(**{k: s[k] for k in ("id", "kind", "family", "architecture", "width",
-                                          "knobs", "seed", "run", "checkpoint", "step",
-                                          "final")}, params=None) for s in report["saes"]]
-    plan = plan_evaluations(study, saes)
+    members = [PopulationMember(origin=s["family"], params=None, **{
+        k: s[k] for k in ("id", "kind", "architecture", "width", "knobs", "seed", "run",
+                          "checkpoint", "step", "final")}) for s in report["saes"]]
+    plan = plan_evaluations(study, members)
     reseeded = [i for i, seeds in plan.items() if seeds == [0, 1, 2]]
     assert any("oracle" in i for i in reseeded)
     assert all(seeds[0] == 0 for seeds in plan.values())

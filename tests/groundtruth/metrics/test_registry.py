@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from groundtruth.metrics.data import AuditData, DataConfig
-from groundtruth.metrics.registry import METRICS, evaluate_metric, get_metric, metric_names, register_metric
+from groundtruth.metrics.registry import (
+    METRICS, evaluate_metric, get_metric, metric_names, register_metric,
+)
 from synthetic_saes.corpora import CorpusConfig
 
 SMALL = DataConfig(eval_samples=512, corpus=CorpusConfig(n_subjects=4, pairs_per_subject=2,

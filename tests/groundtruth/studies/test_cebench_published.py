@@ -1,4 +1,4 @@
-"""Tests of groundtruth.studies.cebench_published: CE-Bench's published claims on its shipped numbers."""
+"""Study cebench_published: CE-Bench's published claims on its shipped numbers."""
 
 import csv
 import json
