@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cebench.scores import PAPER_ALPHA
 from groundtruth.audit import run_audit
 from groundtruth.report import write_study_report
 from groundtruth.studies.predictors import holdout_analysis
@@ -74,7 +75,7 @@ def _markdown(result: dict) -> str:
         f"groups held out in turn: {', '.join(result['groups'])}. Agreement = fraction of "
         "concordant pairs (within the held-out group).", "",
         f"In sample: alpha* = {h['in_sample']['alpha_star']:.2f} (agreement "
-        f"{h['in_sample']['alpha_star_agreement']:.3f}); alpha = 0.25 gives "
+        f"{h['in_sample']['alpha_star_agreement']:.3f}); alpha = {PAPER_ALPHA:g} gives "
         f"{h['in_sample']['paper_alpha_agreement']:.3f}. Fitted alpha over folds: "
         f"{h['alpha_range_over_folds'][0]:.2f} .. {h['alpha_range_over_folds'][1]:.2f}.", "",
         "| held-out group | pairs | " + " | ".join(names) + " |",
@@ -106,7 +107,7 @@ def _plot(h: dict, path: Path) -> None:
     ax.plot(grid, h["in_sample"]["curve"], "k", lw=2, label="in sample (all SAEs)")
     for fold in h["folds"]:
         ax.plot(grid, fold["curve"], lw=1, label=f"held out: {fold['architecture']}")
-    ax.axvline(0.25, color="tab:red", ls="--", lw=1, label="paper alpha 0.25")
+    ax.axvline(PAPER_ALPHA, color="tab:red", ls="--", lw=1, label=f"paper alpha {PAPER_ALPHA:g}")
     ax.set_xlabel("alpha in C + I - alpha L0")
     ax.set_ylabel("ranking agreement with ground truth")
     ax.legend(fontsize=7)
