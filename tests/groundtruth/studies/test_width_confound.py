@@ -7,15 +7,11 @@ import pytest
 from groundtruth.studies import run_study
 from groundtruth.study import study_from_dict
 
-SMALL_DATA = {"eval_samples": 512, "probe_tasks": 3, "probe_examples": 64, "probe_pool": 4096,
-              "probe_min_rate": 0.05,
-              "corpus": {"n_subjects": 6, "pairs_per_subject": 2, "story_length": [8, 16]}}
 
-
-def test_width_confound(tmp_path):
+def test_width_confound(tmp_path, small_data):
     study = study_from_dict({
         "study": {"name": "wc", "kind": "width_confound"}, "world": {"preset": "tiny"},
-        "data": SMALL_DATA, "families": {"oracle_training_samples": 20480},
+        "data": small_data, "families": {"oracle_training_samples": 20480},
         "options": {"corpus_seeds": 3, "oracle_widths": [8, 16, 32, 64],
                     "random_widths": [8, 32, 128]}})
     report = json.loads(run_study(study, tmp_path, progress=False).read_text())
