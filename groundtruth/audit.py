@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from groundtruth.metrics.data import AuditData
 from groundtruth.lenses import (
     control_ranks, correlation_lens, decomposition_lens, reseed_lens, trajectory_lens,
 )
-from groundtruth.population import PopulationMember, constructed_saes, run_key, trained_saes
+from groundtruth.metrics.data import AuditData
 from groundtruth.metrics.registry import evaluate_metric, get_metric
+from groundtruth.population import PopulationMember, constructed_saes, run_key, trained_saes
 from groundtruth.report import verdict, write_report
 from groundtruth.store import ResultStore, write_json
 from groundtruth.study import StudyConfig, repository_path

@@ -65,8 +65,8 @@ def _audit(args) -> int:
 
 
 def _noise_floor(args) -> int:
-    from groundtruth.studies.noise_floor import real_noise_floor, synthetic_noise_floor
     from groundtruth.metrics.registry import get_metric
+    from groundtruth.studies.noise_floor import real_noise_floor, synthetic_noise_floor
     from synthetic_saes.families import FAMILIES, OracleBase, control
     from synthetic_saes.sae_params import SAEParams
     from synthetic_saes.worlds import build_world

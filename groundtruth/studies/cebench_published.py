@@ -42,10 +42,10 @@ import numpy as np
 
 from cebench.scores import PAPER_ALPHA, zscore_ceiling
 from groundtruth import stats
+from groundtruth.store import write_json
 from groundtruth.studies.predictors import (
     holdout_analysis, sparsity_aware_score, width_then_minus_l0,
 )
-from groundtruth.store import write_json
 from groundtruth.study import StudyConfig, repository_path
 from synthetic_saes.validation import require_seed
 

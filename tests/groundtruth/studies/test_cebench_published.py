@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from groundtruth.cli import main
-from groundtruth.study import load_study
 from groundtruth.studies.cebench_published import (
     GEMMA_SCOPE_TABLE,
     PLOT_ALPHA,
@@ -20,6 +19,7 @@ from groundtruth.studies.cebench_published import (
     load_saebench_table,
     run_cebench_published,
 )
+from groundtruth.study import load_study
 
 DATA_DIR = Path(__file__).parents[3] / "experiments" / "data" / "cebench-published"
 N_BOOT = 200
