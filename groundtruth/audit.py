@@ -253,8 +253,8 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
         trajectory = trajectory_lens(
             {run: (sign[name] * grid(name, members), gt_columns_grid(primary, members))
              for run, members in runs.items()}, noise_std=reseed["std"])
-        decomposition_values = {
-            run: np.stack([grid(name, members, seed)
+        decomposition_values = {  # [checkpoints, training seeds, metric seeds]
+            run: np.stack([grid(name, members, seed).T
                            for seed in range(study.lenses.decomposition_seeds)], axis=-1)
             for run, members in runs.items() if run in decomposition}
         q1, q3 = np.percentile(column(name), [25, 75])
@@ -265,9 +265,7 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
             "gt_correlation": correlation,
             "trajectory": {k: v for k, v in trajectory.items() if k != "per_run"},
             "trajectory_per_run": trajectory["per_run"],
-            "variance_decomposition": decomposition_lens(decomposition_values)
-            if decomposition_values else {"checkpoint": 0.0, "training_seed": 0.0,
-                                          "metric_seed": 0.0, "n_runs": 0},
+            "variance_decomposition": decomposition_lens(decomposition_values),
             "population_iqr": float(q3 - q1),
             "control_ranks": control_ranks(dict(zip(ids, oriented)), controls),
         }

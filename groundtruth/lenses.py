@@ -91,10 +91,24 @@ def trajectory_lens(runs: dict[str, tuple[np.ndarray, np.ndarray]], noise_std: f
 
 
 def decomposition_lens(runs: dict[str, np.ndarray]) -> dict:
-    """runs: run -> values [checkpoints, training seeds, metric seeds]; fractions averaged."""
-    parts = [stats.variance_decomposition(v) for v in runs.values()]
-    keys = ("checkpoint", "training_seed", "metric_seed")
-    return {k: float(np.mean([p[k] for p in parts])) for k in keys} | {"n_runs": len(parts)}
+    """runs: run -> values [checkpoints, training seeds, metric seeds].
+
+    Each run's variance components (`stats.variance_decomposition`, random-effects estimates)
+    are averaged over the runs, and each source's fraction is its mean component over the sum.
+    No runs, or components that are all 0, give null fractions with the reason.
+    """
+    keys = stats.VARIANCE_SOURCES
+    if not runs:
+        return {**{k: None for k in keys}, "components": None, "truncated": {}, "n_runs": 0,
+                "note": "no trajectory was measured with several metric seeds"}
+    parts = {run: stats.variance_decomposition(v) for run, v in runs.items()}
+    components = {k: float(np.mean([p["components"][k] for p in parts.values()])) for k in keys}
+    total = sum(components.values())
+    out = {k: (components[k] / total if total > 0 else None) for k in keys}
+    if total == 0:
+        out["note"] = "the metric is constant along every trajectory: nothing to apportion"
+    return {**out, "components": components, "n_runs": len(parts),
+            "truncated": {run: p["truncated"] for run, p in parts.items() if p["truncated"]}}
 
 
 def control_ranks(values: dict[str, float], controls: dict[str, str]) -> dict[str, int]:

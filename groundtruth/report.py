@@ -133,12 +133,17 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
         ranks = m["control_ranks"]
         lines.append(f"| {name} | " + " | ".join(str(ranks.get(c, "-")) for c in report["controls"])
                      + " |")
-    lines += ["", "## Variance decomposition (fractions of variance along trajectories)", "",
-              "| metric | checkpoint | training seed | metric seed |", "|---|---|---|---|"]
+    lines += ["", "## Variance components along trajectories", "",
+              "Random-effects estimates (expected mean squares) of checkpoint, training-seed and "
+              "metric-seed variance, averaged over the trajectories measured with several metric "
+              "seeds; each column is its share of one value's variance. A negative estimate is "
+              "set to 0 (the last column counts the runs where that happened).", "",
+              "| metric | checkpoint | training seed | metric seed | runs truncated |",
+              "|---|---|---|---|---|"]
     for name, m in report["metrics"].items():
         d = m["variance_decomposition"]
         lines.append(f"| {name} | {_fmt(d['checkpoint'])} | {_fmt(d['training_seed'])} | "
-                     f"{_fmt(d['metric_seed'])} |")
+                     f"{_fmt(d['metric_seed'])} | {len(d['truncated'])} of {d['n_runs']} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines.append("")

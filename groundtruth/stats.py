@@ -60,6 +60,7 @@ __all__ = [
     "Discriminability",
     "trajectory_discriminability",
     "variance_decomposition",
+    "VARIANCE_SOURCES",
     # shared machinery
     "bootstrap_ci",
 ]
@@ -742,61 +743,73 @@ def reseed_noise(values, level: float = 0.95) -> ReseedNoise:
 # --------------------------------------------------------------------------------------------
 
 
-def variance_decomposition(values) -> dict[str, float]:
-    """Share of a metric's variance due to checkpoint, training seed and metric seed.
+VARIANCE_SOURCES = ("checkpoint", "training_seed", "metric_seed")
 
-    `values` has shape [n_checkpoints C, n_training_seeds T, n_metric_seeds M] (the training
-    seed is nested in the checkpoint, the metric seed in both). With v_ctm the values, m the
-    grand mean, m_c = mean over t, m of v_ctm and m_ct = mean over m of v_ctm, the nested sums
-    of squares are
 
-        SS_checkpoint    = T M sum_c (m_c - m)^2
-        SS_training_seed = M sum_{c,t} (m_ct - m_c)^2
-        SS_metric_seed   = sum_{c,t,m} (v_ctm - m_ct)^2
+def variance_decomposition(values) -> dict:
+    """Variance components of a metric along training: checkpoint, training seed, metric seed.
 
-    and they add up exactly to SS_total = sum (v_ctm - m)^2.
+    `values` has shape [n_checkpoints C, n_training_seeds T, n_metric_seeds M]: the metric at
+    checkpoint c of training seed t, measured with metric seed m. The balanced nested
+    random-effects model
+
+        v_ctm = mu + a_c + b_ct + e_ctm,   Var a = s_c^2, Var b = s_t^2, Var e = s_m^2,
+
+    is fitted by expected mean squares (ANOVA estimates). With m the grand mean, m_c and
+    m_ct the means over (t, m) and over m,
+
+        MS_c = T M sum_c (m_c - m)^2 / (C - 1)
+        MS_t = M sum_{c,t} (m_ct - m_c)^2 / (C (T - 1))
+        MS_m = sum_{c,t,m} (v_ctm - m_ct)^2 / (C T (M - 1))
+
+    and E[MS_m] = s_m^2, E[MS_t] = s_m^2 + M s_t^2, E[MS_c] = s_m^2 + M s_t^2 + T M s_c^2, so
+
+        s_m^2 = MS_m,   s_t^2 = (MS_t - MS_m) / M,   s_c^2 = (MS_c - MS_t) / (T M).
+
+    These estimates are unbiased but can be negative; a negative one is set to 0 and named in
+    "truncated". The fraction of a source is its component over the sum of the three (the
+    share of the variance of one value, v_ctm, that the source explains). Pure metric noise
+    gives about 0 / 0 / 1; a metric that moves along training, checkpoint near 1.
 
     Returns:
-        {"checkpoint": SS_checkpoint / SS_total, "training_seed": ..., "metric_seed": ...,
-        "total_variance": SS_total / (C T M)}: three fractions in [0, 1] that add to 1, and
-        the population variance (ddof=0) of all values, so fraction * total_variance is each
-        source's share of the variance. A metric that discriminates checkpoints has a large
-        "checkpoint" fraction. When SS_total == 0 (all values equal) the three fractions are
-        0 (nothing to apportion) and total_variance is 0.
+        {"checkpoint", "training_seed", "metric_seed": fractions (None when all three
+        components are 0: nothing to apportion), "components": {source: variance after
+        truncation}, "estimates": {source: untruncated estimate}, "truncated": [sources set
+        to 0], "total_variance": sum of the components}.
 
     Raises:
-        ValueError: not 3-D, an empty axis, NaN values.
+        ValueError: not 3-D, fewer than 2 checkpoints, training seeds or metric seeds (a
+            component without degrees of freedom cannot be estimated), NaN values.
 
     Examples:
-        >>> shares = variance_decomposition(np.arange(1.0, 16.0, 2.0).reshape(2, 2, 2))
-        >>> round(shares["checkpoint"] * 168), round(shares["metric_seed"] * 168)
-        (128, 8)
+        >>> d = variance_decomposition(np.arange(1.0, 16.0, 2.0).reshape(2, 2, 2))
+        >>> d["components"]
+        {'checkpoint': 28.0, 'training_seed': 7.0, 'metric_seed': 2.0}
     """
     v = _as_array("values", values, ndim=3)
     for axis, name in enumerate(("n_checkpoints", "n_training_seeds", "n_metric_seeds")):
-        if v.shape[axis] < 1:
+        if v.shape[axis] < 2:
             raise ValueError(
                 f"values must have shape [n_checkpoints, n_training_seeds, n_metric_seeds] "
-                f"with each at least 1; {name} is 0 (shape {v.shape})"
+                f"with each at least 2 to estimate every component; {name} is "
+                f"{v.shape[axis]} (shape {v.shape})"
             )
+    n_checkpoints, n_train, n_metric = v.shape
     grand = v.mean()
     mean_ct = v.mean(axis=2, keepdims=True)
     mean_c = mean_ct.mean(axis=1, keepdims=True)
-    _, n_train, n_metric = v.shape
-    ss_checkpoint = float(n_train * n_metric * np.sum((mean_c - grand) ** 2))
-    ss_training = float(n_metric * np.sum((mean_ct - mean_c) ** 2))
-    ss_metric = float(np.sum((v - mean_ct) ** 2))
-    ss_total = ss_checkpoint + ss_training + ss_metric  # equals sum((v - grand)**2)
-    if ss_total == 0.0:
-        fractions = (0.0, 0.0, 0.0)
-    else:
-        fractions = (ss_checkpoint / ss_total, ss_training / ss_total, ss_metric / ss_total)
-    return {
-        "checkpoint": fractions[0],
-        "training_seed": fractions[1],
-        "metric_seed": fractions[2],
-        "total_variance": ss_total / v.size,
-    }
+    ms_checkpoint = n_train * n_metric * float(np.sum((mean_c - grand) ** 2)) / (n_checkpoints - 1)
+    ms_training = n_metric * float(np.sum((mean_ct - mean_c) ** 2)) / (n_checkpoints * (n_train - 1))
+    ms_metric = float(np.sum((v - mean_ct) ** 2)) / (n_checkpoints * n_train * (n_metric - 1))
+    estimates = {"checkpoint": (ms_checkpoint - ms_training) / (n_train * n_metric),
+                 "training_seed": (ms_training - ms_metric) / n_metric,
+                 "metric_seed": ms_metric}
+    components = {k: max(0.0, e) for k, e in estimates.items()}
+    total = sum(components.values())
+    out = {k: (components[k] / total if total > 0 else None) for k in VARIANCE_SOURCES}
+    return {**out, "components": components, "estimates": estimates,
+            "truncated": [k for k in VARIANCE_SOURCES if estimates[k] < 0],
+            "total_variance": total}
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,10 @@ def test_trajectories_cover_every_run_and_checkpoint(audited):
     assert decomposition["n_runs"] == 2
     assert sum(decomposition[k] for k in ("checkpoint", "training_seed", "metric_seed")) == \
         pytest.approx(1.0)
+    # gt_f1 rises along training: the checkpoint carries most of its variance (with the
+    # seeds and checkpoints axes swapped, as before, this share came out as 0).
+    assert report["metrics"]["gt_f1"]["variance_decomposition"]["checkpoint"] > 0.5
+    assert report["metrics"]["gt_mcc"]["variance_decomposition"]["metric_seed"] == 0.0
 
 
 def test_same_seed_same_report(audited, tmp_path):

@@ -466,16 +466,46 @@ def test_reseed_noise_rejects_bad_input():
 
 
 def test_variance_decomposition_hand_computed():
-    # c0: t0 (1, 3), t1 (5, 7); c1: t0 (9, 11), t1 (13, 15). Grand mean 8, checkpoint means
-    # 4 and 12 -> SS_c = 2*2*(16 + 16) = 128; cell means 2, 6, 10, 14 -> SS_t = 2*(4*4) = 32;
-    # each value 1 from its cell mean -> SS_m = 8; SS_total = 168 = sum of (odd - 8)^2.
-    values = np.arange(1.0, 16.0, 2.0).reshape(2, 2, 2)
-    shares = variance_decomposition(values)
-    assert shares["checkpoint"] == pytest.approx(128 / 168)
-    assert shares["training_seed"] == pytest.approx(32 / 168)
-    assert shares["metric_seed"] == pytest.approx(8 / 168)
-    assert shares["total_variance"] == pytest.approx(21.0)
-    assert shares["total_variance"] == pytest.approx(np.var(values))
+    # c0: t0 (1, 3), t1 (5, 7); c1: t0 (9, 11), t1 (13, 15). Checkpoint means 4 and 12 around
+    # 8 -> SS_c = 2*2*(16 + 16) = 128, MS_c = 128 / 1; cell means 2, 6, 10, 14 -> SS_t =
+    # 2*(4*4) = 32, MS_t = 32 / (2*1) = 16; each value 1 from its cell mean -> SS_m = 8,
+    # MS_m = 8 / (2*2*1) = 2. s_m^2 = 2, s_t^2 = (16 - 2) / 2 = 7, s_c^2 = (128 - 16) / 4 = 28.
+    d = variance_decomposition(np.arange(1.0, 16.0, 2.0).reshape(2, 2, 2))
+    assert d["components"] == pytest.approx({"checkpoint": 28.0, "training_seed": 7.0,
+                                             "metric_seed": 2.0})
+    assert d["checkpoint"] == pytest.approx(28 / 37)
+    assert d["training_seed"] == pytest.approx(7 / 37)
+    assert d["metric_seed"] == pytest.approx(2 / 37)
+    assert d["total_variance"] == pytest.approx(37.0) and d["truncated"] == []
+
+
+def _planted(rng, shape, sd_checkpoint, sd_training, sd_metric):
+    """v_ctm = a_c + b_ct + e_ctm with the given standard deviations."""
+    c, t, m = shape
+    return (sd_checkpoint * rng.standard_normal((c, 1, 1))
+            + sd_training * rng.standard_normal((c, t, 1))
+            + sd_metric * rng.standard_normal((c, t, m)))
+
+
+def test_variance_decomposition_recovers_planted_components():
+    d = variance_decomposition(_planted(np.random.default_rng(0), (60, 30, 20), 2.0, 1.0, 0.5))
+    assert d["components"]["checkpoint"] == pytest.approx(4.0, rel=0.25)
+    assert d["components"]["training_seed"] == pytest.approx(1.0, rel=0.1)
+    assert d["components"]["metric_seed"] == pytest.approx(0.25, rel=0.05)
+    assert d["checkpoint"] == pytest.approx(4.0 / 5.25, abs=0.08)
+
+
+def test_variance_decomposition_is_unbiased_under_pure_metric_noise():
+    # The audit's design (6 checkpoints, 3 training seeds, 2 metric seeds) with metric noise
+    # only: the untruncated estimates average to (0, 0, 1) within 4 standard errors, and the
+    # truncated fractions give the metric seed almost everything.
+    rng = np.random.default_rng(1)
+    runs = [variance_decomposition(_planted(rng, (6, 3, 2), 0.0, 0.0, 1.0)) for _ in range(2000)]
+    for source, truth in (("checkpoint", 0.0), ("training_seed", 0.0), ("metric_seed", 1.0)):
+        estimates = np.array([r["estimates"][source] for r in runs])
+        assert abs(estimates.mean() - truth) < 4 * estimates.std() / np.sqrt(len(runs)), source
+    assert np.mean([r["metric_seed"] for r in runs]) > 0.75
+    assert any("checkpoint" in r["truncated"] for r in runs)
 
 
 def test_variance_decomposition_pure_sources():
@@ -484,28 +514,27 @@ def test_variance_decomposition_pure_sources():
     metric_only = np.broadcast_to(np.array([1.0, -1.0]), (3, 4, 2))
     assert variance_decomposition(metric_only)["metric_seed"] == pytest.approx(1.0)
     flat = variance_decomposition(np.full((2, 3, 4), 7.0))
-    assert flat == {"checkpoint": 0.0, "training_seed": 0.0, "metric_seed": 0.0,
-                    "total_variance": 0.0}
-    assert variance_decomposition(np.ones((1, 1, 1)))["total_variance"] == 0.0
+    assert [flat[k] for k in ("checkpoint", "training_seed", "metric_seed")] == [None] * 3
+    assert flat["total_variance"] == 0.0
 
 
 @given(
     seed=st.integers(0, 2**31 - 1),
-    shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
+    shape=st.tuples(st.integers(2, 4), st.integers(2, 4), st.integers(2, 4)),
     shift=st.floats(-1e3, 1e3),
     scale=st.floats(0.01, 100),
 )
-def test_variance_decomposition_additive_and_invariant(seed, shape, shift, scale):
+def test_variance_decomposition_fractions_and_invariance(seed, shape, shift, scale):
     values = np.random.default_rng(seed).standard_normal(shape)
-    shares = variance_decomposition(values)
-    fractions = [shares[k] for k in ("checkpoint", "training_seed", "metric_seed")]
-    assert all(0.0 <= f <= 1.0 for f in fractions)
-    assert sum(fractions) == pytest.approx(1.0 if values.size > 1 else 0.0)
-    assert shares["total_variance"] == pytest.approx(np.var(values))
+    d = variance_decomposition(values)
+    fractions = [d[k] for k in ("checkpoint", "training_seed", "metric_seed")]
+    assert all(0.0 <= f <= 1.0 for f in fractions) and sum(fractions) == pytest.approx(1.0)
+    assert all(d["components"][k] == max(0.0, d["estimates"][k]) for k in d["components"])
     moved = variance_decomposition(scale * values + shift)
     for k in ("checkpoint", "training_seed", "metric_seed"):
-        assert moved[k] == pytest.approx(shares[k], abs=1e-6)
-    assert moved["total_variance"] == pytest.approx(scale**2 * shares["total_variance"])
+        assert moved[k] == pytest.approx(d[k], abs=1e-6)
+        assert moved["components"][k] == pytest.approx(scale**2 * d["components"][k],
+                                                       rel=1e-6, abs=1e-9)
 
 
 def test_variance_decomposition_rejects_bad_input():
@@ -513,6 +542,8 @@ def test_variance_decomposition_rejects_bad_input():
         variance_decomposition(np.ones((2, 2)))
     with pytest.raises(ValueError, match="n_training_seeds is 0"):
         variance_decomposition(np.ones((2, 0, 2)))
+    with pytest.raises(ValueError, match="n_metric_seeds is 1"):
+        variance_decomposition(np.ones((3, 2, 1)))
     with pytest.raises(ValueError, match="values contains NaN"):
         variance_decomposition(np.full((2, 2, 2), np.nan))
 
