@@ -63,6 +63,9 @@ __all__ = [
     "VARIANCE_SOURCES",
     # shared machinery
     "bootstrap_ci",
+    "percentile_interval",
+    "cluster_bootstrap_weights",
+    "n_clusters",
 ]
 
 
@@ -218,12 +221,197 @@ def bootstrap_ci(
         for b in range(n_boot):
             idx = rng.integers(0, n, size=n)
             thetas[b] = float(statistic(*(a[idx] for a in checked)))
-    thetas = thetas[~np.isnan(thetas)]
-    if thetas.size == 0:
-        raise ValueError(f"the statistic was undefined (NaN) on all {n_boot} bootstrap resamples")
+    return percentile_interval(thetas, level)
+
+
+def percentile_interval(thetas, level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of bootstrap values: their (1 - level) / 2 and
+    1 - (1 - level) / 2 quantiles (numpy's linear interpolation), NaNs (resamples where the
+    statistic is undefined) skipped.
+
+    Raises:
+        ValueError: every value is NaN, or a bad level.
+    """
+    level = _check_level(level)
+    thetas = np.asarray(thetas, dtype=np.float64)
+    valid = thetas[~np.isnan(thetas)]
+    if valid.size == 0:
+        raise ValueError(
+            f"the statistic was undefined (NaN) on all {thetas.size} bootstrap resamples")
     alpha = 1.0 - level
-    low, high = np.quantile(thetas, [alpha / 2, 1.0 - alpha / 2])
+    low, high = np.quantile(valid, [alpha / 2, 1.0 - alpha / 2])
     return float(low), float(high)
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster bootstrap: resampling dependent items by their independent units
+# --------------------------------------------------------------------------------------------
+
+
+def cluster_bootstrap_weights(clusters, *, n_boot: int = 2000, seed: int = 0,
+                              strata=None) -> np.ndarray:
+    """How many times each item appears in each resample of a two-stage cluster bootstrap.
+
+    Items that share a cluster label are dependent (SAEs derived from one oracle, or trained
+    from one configuration); clusters are independent. Each resample draws, within each
+    stratum (the whole sample when `strata` is None), as many clusters as the stratum has,
+    uniformly with replacement, and then, for every cluster drawn, as many of its items as it
+    has, uniformly with replacement (Davison & Hinkley 1997, sec. 3.8, "resample clusters,
+    then units within them"). A resample's statistic is the statistic of the sample in which
+    item i appears W[b, i] times; `_weighted_*` compute it without building that sample.
+
+    With every item its own cluster this is the ordinary bootstrap of items (as a count, not
+    as an index array, so its random draws differ from `bootstrap_ci`'s).
+
+    Args:
+        clusters: [n] labels (any hashable values); items of one cluster must share a stratum.
+        n_boot: resamples; seed: integer seed.
+        strata: optional [n] labels: resample clusters within each stratum separately.
+
+    Returns:
+        int64 [n_boot, n] counts; each row sums, per stratum, to about the stratum's size
+        (exactly when its clusters have equal sizes).
+
+    Raises:
+        ValueError: bad n_boot / seed, mismatched lengths, fewer than 2 items, or a cluster
+            split across strata.
+
+    Examples:
+        >>> w = cluster_bootstrap_weights(["a", "a", "b", "c"], n_boot=3, seed=0)
+        >>> w.shape, bool((w >= 0).all())
+        ((3, 4), True)
+    """
+    n_boot = _check_n_boot(n_boot)
+    seed = require_seed(seed)
+    labels = np.asarray(clusters, dtype=object)
+    if labels.ndim != 1:
+        raise ValueError(f"clusters must be a 1-D array of labels, got shape {labels.shape}")
+    n = len(labels)
+    _need_items("cluster_bootstrap_weights", 2, n)
+    layers = np.zeros(n, dtype=object) if strata is None else np.asarray(strata, dtype=object)
+    if layers.shape != (n,):
+        raise ValueError(f"strata must have one label per item ({n}), got shape {layers.shape}")
+    keys = [(layer, label) for layer, label in zip(layers, labels)]
+    stratum_of: dict = {}
+    for layer, label in keys:
+        if stratum_of.setdefault(label, layer) != layer:
+            raise ValueError(f"cluster {label!r} lies in two strata ({stratum_of[label]!r} and "
+                             f"{layer!r}); a cluster must sit inside one stratum")
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((n_boot, n), dtype=np.int64)
+    for layer in sorted(set(layers), key=repr):
+        in_layer = [label for label in dict.fromkeys(labels[layers == layer])]
+        k = len(in_layer)
+        picks = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot)  # [B, clusters]
+        for c, label in enumerate(in_layer):
+            members = np.flatnonzero((labels == label) & (layers == layer))
+            m = len(members)
+            weights[:, members] += rng.multinomial(picks[:, c] * m, np.full(m, 1.0 / m))
+    return weights
+
+
+def n_clusters(clusters) -> int:
+    """Number of distinct cluster labels: the independent units a clustered interval rests on."""
+    return len(set(np.asarray(clusters, dtype=object).tolist()))
+
+
+def _tie_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(order, group of each sorted item, number of groups) for equal values of a vector."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    new = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]])
+    group = np.cumsum(new) - 1
+    return order, group, int(group[-1]) + 1
+
+
+def _group_weights(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Total weight of each group of equal values: [B, n_groups]."""
+    order, group, n_groups = _tie_groups(values)
+    onehot = np.zeros((len(values), n_groups))
+    onehot[np.arange(len(values)), group] = 1.0
+    return weights[:, order].astype(np.float64) @ onehot
+
+
+def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average-tie ranks of every item in the sample where item i appears weights[b, i]
+    times: [B, n] (items of weight 0 get the rank they would have, which has no effect)."""
+    order, group, n_groups = _tie_groups(values)
+    onehot = np.zeros((len(values), n_groups))
+    onehot[np.arange(len(values)), group] = 1.0
+    totals = weights[:, order].astype(np.float64) @ onehot  # [B, groups]
+    midrank = np.cumsum(totals, axis=1) - totals + (totals + 1.0) / 2.0
+    ranks = np.empty(weights.shape, dtype=np.float64)
+    ranks[:, order] = midrank[:, group]
+    return ranks
+
+
+def _weighted_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of a, b [B, n] with items weighted; NaN where a row
+    has no spread."""
+    w = weights.astype(np.float64)
+    total = w.sum(axis=1, keepdims=True)
+    da = a - (w * a).sum(axis=1, keepdims=True) / total
+    db = b - (w * b).sum(axis=1, keepdims=True) / total
+    va, vb = (w * da * da).sum(axis=1), (w * db * db).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (w * da * db).sum(axis=1) / np.sqrt(va * vb)
+    r[(va <= 0) | (vb <= 0)] = math.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def _weighted_spearman(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Spearman's rho of every resample given as counts [B, n] (equal to `spearman` on the
+    sample with item i repeated weights[b, i] times); NaN where x or y is constant."""
+    return _weighted_pearson(_weighted_ranks(x, weights), _weighted_ranks(y, weights), weights)
+
+
+def _weighted_kendall(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of every resample given as counts [B, n] (equal to `kendall` on the
+    expanded sample). Copies of one item are tied in both x and y:
+
+        S  = sum_{i<j} w_i w_j sign(x_i - x_j) sign(y_i - y_j)
+        n0 = N (N - 1) / 2,  N = sum_i w_i;  n_x = sum over groups of equal x of
+        G (G - 1) / 2, G the group's total weight (copies included), n_y likewise
+        tau_b = S / sqrt((n0 - n_x) (n0 - n_y))
+    """
+    w = weights.astype(np.float64)
+    concordance = np.sign(x[:, None] - x[None, :]) * np.sign(y[:, None] - y[None, :])
+    s = 0.5 * np.einsum("bi,ij,bj->b", w, concordance, w)
+    total = w.sum(axis=1)
+    n0 = total * (total - 1.0) / 2.0
+    gx, gy = _group_weights(x, weights), _group_weights(y, weights)
+    nx = (gx * (gx - 1.0) / 2.0).sum(axis=1)
+    ny = (gy * (gy - 1.0) / 2.0).sum(axis=1)
+    denom = (n0 - nx) * (n0 - ny)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = s / np.sqrt(denom)
+    tau[denom <= 0] = math.nan
+    return np.clip(tau, -1.0, 1.0)
+
+
+def _weighted_partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray,
+                               weights: np.ndarray) -> np.ndarray:
+    """`partial_spearman` of every resample given as counts [B, n] (weighted least squares
+    of the ranks on [1, ranks of z], then the weighted correlation of the residuals); NaN
+    where x or y is constant or fully explained by the covariates."""
+    w = weights.astype(np.float64)[:, :, None]  # [B, n, 1]
+    rx, ry = _weighted_ranks(x, weights), _weighted_ranks(y, weights)
+    rz = np.stack([_weighted_ranks(z[:, k], weights) for k in range(z.shape[1])], axis=2)
+    design = np.concatenate([np.ones(rz.shape[:2] + (1,)), rz], axis=2)  # [B, n, k + 1]
+    targets = np.stack([rx, ry], axis=2)  # [B, n, 2]
+    coef = np.linalg.pinv(np.sqrt(w) * design) @ (np.sqrt(w) * targets)  # weighted LSQ
+    total = w.sum(axis=1, keepdims=True)  # [B, 1, 1]
+    residual = targets - design @ coef
+    residual -= (w * residual).sum(axis=1, keepdims=True) / total
+    centred = targets - (w * targets).sum(axis=1, keepdims=True) / total
+    norms = np.sqrt((w * residual**2).sum(axis=1))  # [B, 2]
+    scale = np.sqrt((w * centred**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (w[:, :, 0] * residual[:, :, 0] * residual[:, :, 1]).sum(axis=1) / (
+            norms[:, 0] * norms[:, 1])
+    undefined = np.any(norms <= 1e-10 * np.maximum(scale, 1.0), axis=1)
+    r[undefined] = math.nan
+    return np.clip(r, -1.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,6 +536,8 @@ class RankCorrelation:
         kendall: Kendall's tau-b on the data (see `kendall`).
         kendall_ci95: percentile bootstrap interval of tau-b, same resamples as rho's.
         n: number of items (e.g. SAEs).
+        n_units: independent units the intervals resample: the number of clusters, or n.
+        resampled: what a resample draws ("items", or "clusters, then items within them").
     """
 
     spearman: float
@@ -355,20 +545,36 @@ class RankCorrelation:
     kendall: float
     kendall_ci95: tuple[float, float]
     n: int
+    n_units: int = 0
+    resampled: str = "items"
+
+
+CLUSTERED = "clusters, then items within them"
+
+
+def _checked_clusters(clusters, n: int) -> np.ndarray:
+    labels = np.asarray(clusters, dtype=object)
+    if labels.shape != (n,):
+        raise ValueError(f"clusters must have one label per item ({n}), got shape {labels.shape}")
+    return labels
 
 
 def rank_correlation(
-    x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+    x, y, *, clusters=None, n_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> RankCorrelation:
     """Spearman and Kendall correlations of x and y with percentile bootstrap CIs.
 
-    The point estimates are computed on the data. The intervals come from `bootstrap_ci`,
-    resampling items (the pairs (x_i, y_i)) with replacement; both intervals use the same
-    resamples (same seed). Resamples in which x or y is constant leave the correlation
-    undefined and are skipped.
+    The point estimates are computed on the data. Without `clusters` the intervals come from
+    `bootstrap_ci`, resampling items (the pairs (x_i, y_i)) with replacement. With
+    `clusters` (one label per item; items of a cluster are dependent, clusters independent)
+    they come from the two-stage cluster bootstrap (`cluster_bootstrap_weights`): clusters
+    with replacement, then items within each cluster drawn. Both intervals use the same
+    resamples. Resamples in which x or y is constant leave the correlation undefined and are
+    skipped.
 
     Args:
         x, y: 1-D arrays of the same length n >= 4 (e.g. metric and ground truth per SAE).
+        clusters: optional [n] labels of the independent units.
         n_boot: bootstrap resamples; level: confidence level in (0, 1); seed: integer seed.
 
     Raises:
@@ -378,12 +584,22 @@ def rank_correlation(
     _check_not_constant("x", x)
     _check_not_constant("y", y)
     boot = dict(n_boot=n_boot, level=level, seed=seed)
+    if clusters is None:
+        return RankCorrelation(
+            spearman=_spearman_or_nan(x, y),
+            spearman_ci95=spearman_ci(x, y, **boot),
+            kendall=_kendall_or_nan(x, y),
+            kendall_ci95=bootstrap_ci(_kendall_or_nan, x, y, batched=_kendall_batch, **boot),
+            n=len(x), n_units=len(x),
+        )
+    labels = _checked_clusters(clusters, len(x))
+    weights = cluster_bootstrap_weights(labels, n_boot=n_boot, seed=seed)
     return RankCorrelation(
         spearman=_spearman_or_nan(x, y),
-        spearman_ci95=spearman_ci(x, y, **boot),
+        spearman_ci95=percentile_interval(_weighted_spearman(x, y, weights), level),
         kendall=_kendall_or_nan(x, y),
-        kendall_ci95=bootstrap_ci(_kendall_or_nan, x, y, batched=_kendall_batch, **boot),
-        n=len(x),
+        kendall_ci95=percentile_interval(_weighted_kendall(x, y, weights), level),
+        n=len(x), n_units=n_clusters(labels), resampled=CLUSTERED,
     )
 
 
@@ -483,13 +699,15 @@ def partial_spearman(x, y, covariates) -> float:
 
 
 def partial_rank_correlation(
-    x, y, covariates, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+    x, y, covariates, *, clusters=None, n_boot: int = 2000, level: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, tuple[float, float]]:
     """`partial_spearman(x, y, covariates)` and its percentile bootstrap interval.
 
     Items (rows of x, y and covariates together) are resampled with replacement by
-    `bootstrap_ci`; resamples where the partial correlation is undefined (constant x or y,
-    or a zero residual) are skipped.
+    `bootstrap_ci`, or, with `clusters`, by the two-stage cluster bootstrap (as in
+    `rank_correlation`); resamples where the partial correlation is undefined (constant x or
+    y, or a zero residual) are skipped.
 
     Returns:
         (estimate, (low, high)).
@@ -500,6 +718,10 @@ def partial_rank_correlation(
     estimate = partial_spearman(x, y, covariates)
     x, y = _as_vector("x", x), _as_vector("y", y)
     z = _covariate_matrix(covariates, len(x))
+    if clusters is not None:
+        weights = cluster_bootstrap_weights(_checked_clusters(clusters, len(x)), n_boot=n_boot,
+                                            seed=seed)
+        return estimate, percentile_interval(_weighted_partial_spearman(x, y, z, weights), level)
     interval = bootstrap_ci(_partial_spearman_or_nan, x, y, z, n_boot=n_boot, level=level,
                             seed=seed, batched=_partial_spearman_batch)
     return estimate, interval

@@ -215,6 +215,97 @@ def test_rank_correlation_rejects_bad_input():
 
 
 # --------------------------------------------------------------------------------------------
+# cluster bootstrap
+# --------------------------------------------------------------------------------------------
+
+
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(4, 25), ties=st.booleans())
+def test_weighted_statistics_equal_the_expanded_sample(seed, n, ties):
+    """A resample given as counts scores exactly like the sample with each item repeated."""
+    rng = np.random.default_rng(seed)
+    draw = (lambda: rng.integers(-2, 3, n).astype(float)) if ties else (
+        lambda: rng.standard_normal(n))
+    x, y, z = draw(), draw(), np.column_stack([draw(), rng.standard_normal(n)])
+    weights = rng.integers(0, 3, (6, n))
+    got = (stats._weighted_spearman(x, y, weights), stats._weighted_kendall(x, y, weights),
+           stats._weighted_partial_spearman(x, y, z, weights))
+    for b in range(len(weights)):
+        idx = np.repeat(np.arange(n), weights[b])
+        if len(idx) < 2:
+            continue
+        want = (stats._spearman_or_nan(x[idx], y[idx]), stats._kendall_or_nan(x[idx], y[idx]),
+                stats._partial_spearman_or_nan(x[idx], y[idx], z[idx]))
+        for g, w in zip(got, want):
+            assert (math.isnan(g[b]) and math.isnan(w)) or g[b] == pytest.approx(w, abs=1e-9)
+
+
+def test_cluster_bootstrap_draws_whole_clusters_then_their_items():
+    clusters = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    weights = stats.cluster_bootstrap_weights(clusters, n_boot=500, seed=0)
+    assert weights.shape == (500, 9) and weights.dtype == np.int64
+    assert (weights.sum(axis=1) == 9).all()  # 3 clusters of 3 drawn, 3 items each
+    per_cluster = weights.reshape(500, 3, 3).sum(axis=2)
+    assert set(np.unique(per_cluster)) <= {0, 3, 6, 9}  # whole clusters, 0 to 3 times
+    assert (per_cluster == 0).any() and (weights.reshape(500, 3, 3) >= 2).any()
+    again = stats.cluster_bootstrap_weights(clusters, n_boot=500, seed=0)
+    assert np.array_equal(weights, again)
+    singletons = stats.cluster_bootstrap_weights(np.arange(9), n_boot=200, seed=1)
+    assert (singletons.sum(axis=1) == 9).all()
+
+
+def test_cluster_bootstrap_keeps_each_stratum_whole():
+    clusters = ["a", "a", "b", "b", "c", "d", "d", "d"]
+    strata = ["s"] * 4 + ["t"] * 4
+    weights = stats.cluster_bootstrap_weights(clusters, strata=strata, n_boot=300, seed=2)
+    assert (weights[:, :4].sum(axis=1) == 4).all()  # stratum s: 2 clusters of 2
+    # stratum t: clusters of 1 and 3 items, two drawn: c c, c d or d d
+    assert set(weights[:, 4:].sum(axis=1)) == {2, 4, 6}
+    with pytest.raises(ValueError, match="cluster 'a' lies in two strata"):
+        stats.cluster_bootstrap_weights(["a", "a", "b"], strata=["s", "t", "t"])
+    with pytest.raises(ValueError, match="one label per item"):
+        stats.cluster_bootstrap_weights(["a", "b"], strata=["s"])
+
+
+def _clustered_null(rng, n_clusters, size):
+    """x and y independent, each with a strong shared effect per cluster."""
+    def draw():
+        return np.repeat(rng.standard_normal(n_clusters), size) + 0.3 * rng.standard_normal(
+            n_clusters * size)
+    return draw(), draw(), np.repeat(np.arange(n_clusters), size)
+
+
+def test_cluster_intervals_hold_their_level_under_a_clustered_null():
+    # 15 clusters of 5 items, no association: the 95% interval should exclude 0 in about 5%
+    # of samples. Resampling items one by one (as if independent) excludes it far more often.
+    rng = np.random.default_rng(3)
+    excluded = {"clusters": 0, "items": 0}
+    n_samples = 300
+    for k in range(n_samples):
+        x, y, clusters = _clustered_null(rng, 15, 5)
+        for how, groups in (("clusters", clusters), ("items", None)):
+            low, high = rank_correlation(x, y, clusters=groups, n_boot=300, seed=k).spearman_ci95
+            excluded[how] += low > 0 or high < 0
+    assert 0.02 <= excluded["clusters"] / n_samples <= 0.09, excluded
+    assert excluded["items"] / n_samples > 0.2, excluded
+
+
+def test_rank_correlation_with_clusters_reports_its_units():
+    rng = np.random.default_rng(4)
+    x, y, clusters = _clustered_null(rng, 6, 4)
+    y = y + x
+    result = rank_correlation(x, y, clusters=clusters, n_boot=400, seed=0)
+    assert result.n == 24 and result.n_units == 6 and result.resampled == stats.CLUSTERED
+    assert result.spearman == pytest.approx(spearman(x, y))
+    assert result.spearman_ci95[0] <= result.spearman <= result.spearman_ci95[1]
+    assert result == rank_correlation(x, y, clusters=clusters, n_boot=400, seed=0)
+    plain = rank_correlation(x, y, n_boot=400, seed=0)
+    assert plain.n_units == 24 and plain.resampled == "items"
+    estimate, interval = partial_rank_correlation(x, y, rng.standard_normal(24),
+                                                  clusters=clusters, n_boot=400, seed=0)
+    assert interval[0] <= estimate <= interval[1]
+
+
+# --------------------------------------------------------------------------------------------
 # partial_spearman, partial_rank_correlation
 # --------------------------------------------------------------------------------------------
 
