@@ -25,17 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
+from groundtruth.design import AuditDesign, cluster_of, stratum_of
 from groundtruth.lenses import (
-    control_ranks, correlation_lens, decomposition_lens, reseed_lens, trajectory_lens,
+    control_ranks, correlation_lens, decomposition_lens, precision_lens, reseed_lens,
+    stratified_lens, trajectory_lens,
 )
 from groundtruth.metrics.data import AuditData
 from groundtruth.metrics.registry import evaluate_metric, get_metric
 from groundtruth.population import PopulationMember, constructed_saes, run_key, trained_saes
 from groundtruth.report import verdict, write_report
 from groundtruth.store import ResultStore, write_json
-from groundtruth.study import StudyConfig, repository_path
+from groundtruth.study import REPOSITORY, StudyConfig, repository_path
 from groundtruth.study_world import build_study_world
 from synthetic_saes.families import CONTROLS
+from synthetic_saes.rng import derive_seed
 from synthetic_saes.semisynthetic.world import LanguageWorld
 
 __all__ = ["run_audit", "plan_evaluations", "MIN_CORRELATION_SAES"]
@@ -182,112 +185,168 @@ def _comparison(study: StudyConfig, metrics: dict) -> dict | None:
         return None
     path = repository_path(path)
     if not path.exists():
-        return {"reference": str(path), "found": False, "metrics": {}}
+        return {"reference": _shown(path), "found": False, "metrics": {}}
     other = json.loads(path.read_text())
     primary = study.lenses.ground_truth[0]
     rows = {}
     for name, entry in metrics.items():
-        theirs = other.get("metrics", {}).get(name, {}).get("gt_correlation", {}).get(primary)
+        reference = other.get("metrics", {}).get(name, {})
+        theirs = reference.get("gt_correlation", {}).get(primary) or {}
+        theirs_within = reference.get("within_strata", {}).get(primary) or {}
         ours = entry["gt_correlation"][primary]
+        ours_within = entry["within_strata"][primary]
         rows[name] = {
+            "within_spearman": ours_within["mean_spearman"],
+            "within_spearman_ci95": ours_within["mean_spearman_ci95"],
+            "reference_within_spearman": theirs_within.get("mean_spearman"),
+            "reference_within_spearman_ci95": theirs_within.get("mean_spearman_ci95"),
             "spearman": ours["spearman"], "spearman_ci95": ours["spearman_ci95"],
-            "reference_spearman": None if theirs is None else theirs["spearman"],
-            "reference_spearman_ci95": None if theirs is None else theirs["spearman_ci95"],
+            "reference_spearman": theirs.get("spearman"),
+            "reference_spearman_ci95": theirs.get("spearman_ci95"),
             "verdict": entry["verdict"]["overall"],
-            "reference_verdict": (other["metrics"][name].get("verdict", {}).get("overall")
-                                  if theirs is not None else None)}
-    return {"reference": str(path), "found": True,
+            "reference_verdict": reference.get("verdict", {}).get("overall")}
+    return {"reference": _shown(path), "found": True,
             "reference_study": other.get("config", {}).get("name"),
             "reference_world": other.get("world", {}).get("summary"), "ground_truth": primary,
             "metrics": rows}
+
+
+def _shown(path: Path) -> str:
+    """A path as reports show it: relative to the repository when inside it (so a report does
+    not depend on where the checkout lives)."""
+    try:
+        return str(path.resolve().relative_to(REPOSITORY))
+    except ValueError:
+        return str(path)
 
 
 def _value(store: ResultStore, sae_id: str, metric, seed: int) -> float:
     return store.get(sae_id, metric.name, 0 if metric.deterministic else seed)
 
 
+PLANTED = {
+    "planted_truth": "the primary ground truth itself, without noise: must be judged to track "
+                     "and to be precise",
+    "planted_noise": "standard normal noise, fresh for every SAE and seed: must be judged "
+                     "noisy and not to track",
+}
+"""Metrics the sanity checks plant: they go through the same lenses and verdict as every
+metric, so a wiring error that flatters or condemns every metric shows up here."""
+
+
+def _metric_entry(about: dict, value, design: AuditDesign, study: StudyConfig,
+                  gt_columns: dict[str, np.ndarray], gt_grids: dict[str, np.ndarray],
+                  l0: np.ndarray) -> dict:
+    """Every lens applied to one metric; value(sae_id, seed) -> the metric's stored value.
+
+    `about` holds the metric's description, kind, seed_changes and higher_is_better.
+    """
+    lenses = study.lenses
+    primary = lenses.ground_truth[0]
+    sign = 1.0 if about["higher_is_better"] else -1.0
+    ids = design.ids
+    oriented = sign * np.array([value(i, 0) for i in ids])
+    reseed = reseed_lens({i: [value(i, s) for s in range(lenses.reseed_seeds)]
+                          for i in design.reseed_ids},
+                         {i: design.width_of(i) for i in design.reseed_ids})
+    boot = dict(n_boot=lenses.n_boot, seed=study.seed)
+    correlation = correlation_lens(oriented, gt_columns, width=design.widths, l0=l0,
+                                   clusters=design.clusters, **boot)
+    within = {g: stratified_lens(oriented, gt_columns[g], strata=design.strata,
+                                 clusters=design.clusters, **boot) for g in gt_columns}
+    precision = precision_lens(oriented, strata=design.strata, widths=design.widths,
+                               paired=reseed["paired"],
+                               fraction=study.verdict.precision_fraction)
+
+    def grid(run: str, seed: int = 0) -> np.ndarray:
+        return sign * design.grid(lambda m, s: value(m.id, s), run, seed)
+
+    trajectory = trajectory_lens({
+        run: (grid(run), gt_grids[run], reseed["std"],
+              reseed["paired"].get(str(members[0].width), {}).get("mdd"))
+        for run, members in design.runs.items()})
+    decomposition_runs = [run for run in design.runs if run in _decomposition_runs(study)]
+    if len(design.training_seeds) < 2:
+        decomposition = decomposition_lens({}) | {
+            "note": "one training seed: the training-seed component cannot be estimated"}
+    else:
+        decomposition = decomposition_lens({  # [checkpoints, training seeds, metric seeds]
+            run: np.stack([grid(run, s).T for s in range(lenses.decomposition_seeds)], axis=-1)
+            for run in decomposition_runs})
+    entry = {
+        **about,
+        "reseed": {k: v for k, v in reseed.items() if k != "per_sae_std"},
+        "gt_correlation": correlation,
+        "within_strata": within,
+        "precision": precision,
+        "trajectory": {k: v for k, v in trajectory.items() if k != "per_run"},
+        "trajectory_per_run": trajectory["per_run"],
+        "variance_decomposition": decomposition,
+        "control_ranks": control_ranks(dict(zip(ids, oriented)), design.controls),
+    }
+    entry["verdict"] = verdict(entry, study.verdict, primary)
+    return entry
+
+
 def build_report(study: StudyConfig, world, members: list[PopulationMember], store: ResultStore,
                  metrics: list[str], plan: dict[str, list[int]]) -> dict:
-    """Apply the three lenses to the stored values and assemble report.json's content."""
+    """Apply the lenses to the stored values and assemble report.json's content."""
     specs = {name: get_metric(name) for name in metrics}
     gts = list(study.lenses.ground_truth)
     primary = gts[0]
-    population = [s for s in members if s.kind != "trained" or s.final]
-    ids = [s.id for s in population]
-    sign = {n: 1.0 if specs[n].higher_is_better else -1.0 for n in metrics}
+    design = AuditDesign.of(members, plan, study.lenses.reseed_seeds)
+    population, ids = design.population, design.ids
 
-    def column(name: str, members=population, seed: int = 0) -> np.ndarray:
-        return np.array([_value(store, s.id, specs[name], seed) for s in members])
+    def stored(name: str):
+        return lambda sae_id, seed: _value(store, sae_id, specs[name], seed)
 
-    gt_columns = {g: sign[g] * column(g) for g in gts}
-    widths = np.array([s.width for s in population], dtype=float)
-    l0 = column("l0")
-    controls = {s.control: s.id for s in population if s.control}
-    reseed_ids = [i for i, seeds in plan.items() if len(seeds) >= study.lenses.reseed_seeds]
-    reseed_ids = [i for i in reseed_ids if any(s.id == i and (s.kind == "control" or s.final)
-                                               for s in members)]
-    runs: dict[str, list[PopulationMember]] = {}
-    for member in members:
-        if member.kind == "trained":
-            runs.setdefault(member.run, []).append(member)
-    training_seeds = sorted({s.seed for s in members if s.kind == "trained"})
-    decomposition = _decomposition_runs(study)
+    def oriented_gt(g: str, sae_id: str) -> float:
+        return (1.0 if specs[g].higher_is_better else -1.0) * stored(g)(sae_id, 0)
 
-    def grid(name: str, members: list[PopulationMember], seed: int = 0) -> np.ndarray:
-        by = {(s.seed, s.checkpoint): _value(store, s.id, specs[name], seed) for s in members}
-        checkpoints = sorted({s.checkpoint for s in members})
-        return np.array([[by[(t, c)] for c in checkpoints] for t in training_seeds])
+    gt_columns = {g: np.array([oriented_gt(g, i) for i in ids]) for g in gts}
+    gt_grids = {run: design.grid(lambda m, s: oriented_gt(primary, m.id), run)
+                for run in design.runs}
+    l0 = np.array([stored("l0")(i, 0) for i in ids])
+    about = {name: {"description": spec.description, "kind": spec.kind,
+                    "seed_changes": spec.seed_changes, "higher_is_better": spec.higher_is_better}
+             for name, spec in specs.items()}
+    report_metrics = {name: _metric_entry(about[name], stored(name), design, study, gt_columns,
+                                          gt_grids, l0) for name in metrics}
+    trajectories = {
+        name: {run: {"steps": [int(s.step) for s in sorted(run_members, key=lambda m: m.checkpoint)
+                               if s.seed == design.training_seeds[0]],
+                     "mean": design.grid(lambda m, s: stored(name)(m.id, s), run)
+                     .mean(axis=0).tolist()}
+               for run, run_members in design.runs.items()}
+        for name in metrics}
 
-    def gt_columns_grid(gt: str, members: list[PopulationMember]) -> np.ndarray:
-        return sign[gt] * grid(gt, members)
-
-    report_metrics = {}
-    trajectories = {}
-    for name in metrics:
-        spec = specs[name]
-        oriented = sign[name] * column(name)
-        reseed = reseed_lens({i: [_value(store, i, spec, s)
-                                  for s in range(study.lenses.reseed_seeds)] for i in reseed_ids})
-        correlation = correlation_lens(oriented, gt_columns, width=widths, l0=l0,
-                                       n_boot=study.lenses.n_boot, seed=study.seed)
-        trajectory = trajectory_lens(
-            {run: (sign[name] * grid(name, members), gt_columns_grid(primary, members))
-             for run, members in runs.items()}, noise_std=reseed["std"])
-        decomposition_values = {  # [checkpoints, training seeds, metric seeds]
-            run: np.stack([grid(name, members, seed).T
-                           for seed in range(study.lenses.decomposition_seeds)], axis=-1)
-            for run, members in runs.items() if run in decomposition}
-        q1, q3 = np.percentile(column(name), [25, 75])
-        entry = {
-            "description": spec.description, "kind": spec.kind,
-            "seed_changes": spec.seed_changes, "higher_is_better": spec.higher_is_better,
-            "reseed": {k: v for k, v in reseed.items() if k != "per_sae_std"},
-            "gt_correlation": correlation,
-            "trajectory": {k: v for k, v in trajectory.items() if k != "per_run"},
-            "trajectory_per_run": trajectory["per_run"],
-            "variance_decomposition": decomposition_lens(decomposition_values),
-            "population_iqr": float(q3 - q1),
-            "control_ranks": control_ranks(dict(zip(ids, oriented)), controls),
-        }
-        entry["verdict"] = verdict(entry, study.verdict, primary)
-        report_metrics[name] = entry
-        trajectories[name] = {
-            run: {"steps": [int(s.step) for s in sorted(members, key=lambda m: m.checkpoint)
-                            if s.seed == training_seeds[0]],
-                  "mean": grid(name, members).mean(axis=0).tolist()}
-            for run, members in runs.items()}
-
-    sanity_self = {g: correlation_lens(gt_columns[g], {g: gt_columns[g]}, width=widths, l0=l0,
-                                       n_boot=50, seed=0)[g]["spearman"] for g in gts}
-    sanity_ranks = {g: control_ranks(dict(zip(ids, gt_columns[g])), controls) for g in gts}
-    ok = all(abs(v - 1.0) < 1e-9 for v in sanity_self.values())
+    truth = {i: oriented_gt(primary, i) for i in (m.id for m in members)}
+    planted_values = {
+        "planted_truth": lambda sae_id, seed: truth[sae_id],
+        "planted_noise": lambda sae_id, seed: float(np.random.default_rng(
+            derive_seed(study.seed, "planted-noise", sae_id, seed)).standard_normal()),
+    }
+    planted = {name: {"description": description, "verdict": _metric_entry(
+        {"description": description, "kind": "planted", "seed_changes": "fresh noise",
+         "higher_is_better": True}, planted_values[name], design, study, gt_columns, gt_grids,
+        l0)["verdict"]} for name, description in PLANTED.items()}
+    sanity_ranks = {g: control_ranks(dict(zip(ids, gt_columns[g])), design.controls)
+                    for g in gts}
+    checks = {
+        "planted_truth tracks and is precise":
+            planted["planted_truth"]["verdict"]["tracks"] == "tracks"
+            and planted["planted_truth"]["verdict"]["precise"] is True,
+        "planted_noise is noisy and does not track":
+            planted["planted_noise"]["verdict"]["precise"] is False
+            and planted["planted_noise"]["verdict"]["tracks"] != "tracks",
+    }
     n = len(population)
-    for ranks in sanity_ranks.values():
-        if "oracle" in ranks and ranks["oracle"] != 1:
-            ok = False
+    for g, ranks in sanity_ranks.items():
+        if "oracle" in ranks:
+            checks[f"the oracle ranks first on {g}"] = ranks["oracle"] == 1
         for control in ("random_init", "random_l0_matched"):
-            if control in ranks and ranks[control] < n - 4:
-                ok = False
+            if control in ranks:
+                checks[f"{control} ranks among the last 4 on {g}"] = ranks[control] >= n - 4
 
     per_sae = []
     correlation_ids = set(ids)
@@ -295,11 +354,13 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
         per_sae.append({
             **member.describe(), "l0": _value(store, member.id, specs["l0"], 0),
             "in_correlation": member.id in correlation_ids,
+            "cluster": cluster_of(member), "stratum": stratum_of(member),
             "scores": {name: _value(store, member.id, specs[name], 0) for name in metrics},
         })
     by_kind: dict[str, int] = {}
     for member in population:
         by_kind[member.kind] = by_kind.get(member.kind, 0) + 1
+    strata = sorted({s for s in design.strata if s is not None})
     return {
         "config": study.to_dict(),
         "world": {"summary": repr(world), "config": world.config.to_dict() if world.config
@@ -307,14 +368,16 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
                                                        .sum(1).mean()])),
                   **({"ground_truth": world.summary()} if hasattr(world, "summary") else {})},
         "comparison": _comparison(study, report_metrics),
-        "population": {"n_correlation": n, "by_kind": by_kind, "n_trajectory_runs": len(runs),
-                       "n_training_seeds": len(training_seeds),
+        "population": {"n_correlation": n, "by_kind": by_kind,
+                       "n_units": len(set(design.clusters)), "units": sorted(set(design.clusters)),
+                       "strata": strata, "n_trajectory_runs": len(design.runs),
+                       "n_training_seeds": len(design.training_seeds),
                        "n_checkpoints": study.training.n_checkpoints,
-                       "n_reseed": len(reseed_ids)},
-        "controls": [c for c in CONTROLS if c in controls],
+                       "n_reseed": len(design.reseed_ids)},
+        "controls": [c for c in CONTROLS if c in design.controls],
         "saes": per_sae,
         "metrics": report_metrics,
         "trajectories": trajectories,
-        "sanity": {"gt_self_correlation": sanity_self, "control_ranks_on_ground_truth":
-                   sanity_ranks, "ok": bool(ok)},
+        "sanity": {"planted": planted, "control_ranks_on_ground_truth": sanity_ranks,
+                   "checks": checks, "ok": bool(all(checks.values()))},
     }

@@ -31,7 +31,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "noise-floor", help="reseed noise and minimum detectable difference of a metric")
     noise.add_argument("--metric", action="append", required=True,
                        help="registered metric (repeatable), e.g. ce_contrastive")
-    noise.add_argument("--seeds", type=int, default=5, help="metric seeds (default 5)")
+    noise.add_argument("--seeds", type=int, default=5,
+                       help="metric seeds (default 5); on real SAEs each seed scores a corpus "
+                            "of the dataset's size drawn from its rows with replacement")
     which = noise.add_argument_group("synthetic SAEs (on a preset world)")
     which.add_argument("--world", default="cpu", help="world preset (default cpu)")
     which.add_argument("--family", action="append", default=[], metavar="NAME:VALUE",
@@ -46,8 +48,6 @@ def _build_parser() -> argparse.ArgumentParser:
     real.add_argument("--model", help="model hub name or local folder (real SAEs)")
     real.add_argument("--dataset", help="local contrastive-stories file (real SAEs)")
     real.add_argument("--hook", help="hook of a params.npz outside Gemma Scope's layout")
-    real.add_argument("--subsample", type=float, default=0.5,
-                      help="fraction of rows each seed draws (real SAEs, default 0.5)")
     real.add_argument("--cache-dir", default="runs/noise_floor_cache")
     return parser
 
@@ -82,7 +82,7 @@ def _noise_floor(args) -> int:
         for source in args.sae:
             results += real_noise_floor(args.metric, source, model=args.model,
                                         dataset=args.dataset, seeds=args.seeds,
-                                        subsample=args.subsample, cache_dir=args.cache_dir,
+                                        cache_dir=args.cache_dir,
                                         hook_name=args.hook)
     else:
         if not (args.family or args.control or args.sae):

@@ -1,93 +1,285 @@
 """The three lenses of a metric-reliability audit, from stored metric values.
 
-1. Reseed noise: the metric rerun on fixed SAEs with only its own seed changed. Per SAE the
-   sample std over seeds; the metric's noise is the pooled std (root mean square of the per-SAE
-   stds), its MDD = z_0.975 sqrt(2) pooled std, its CV the median per-SAE CV.
-2. Ground-truth correlation over the population (seed 0 values): Spearman and Kendall with
-   bootstrap 95% intervals, and the partial Spearman controlling for width and L0 (is the metric
-   only measuring width or sparsity?). Metrics where lower is better are negated first, so a
-   metric that tracks quality always correlates positively.
-3. Trajectory discriminability over each training run's checkpoints (seed 0 values):
-   signal-to-noise, fraction of checkpoint pairs separated beyond the MDD in the direction
-   ground truth moves, slope over noise (see `groundtruth.stats.trajectory_discriminability`),
-   pooled over runs; and the variance decomposition (checkpoint / training seed / metric seed)
-   on the runs measured with several metric seeds.
+1. Reseed noise: the metric rerun on fixed SAEs with only its own seed changed.
+   - Per SAE, the sample std over seeds. The metric's noise is the pooled std (root mean
+     square of the per-SAE stds), and its CV is the median per-SAE CV.
+   - Two SAEs scored with the same metric seeds share part of their noise. So the noise of a
+     *difference* is measured directly: for every pair of reseeded SAEs of one width, the std
+     over seeds of their paired difference, pooled per width. The paired MDD of a width is
+     z_0.975 x that std. It is the MDD used to compare SAEs and checkpoints of that width.
+   - Precision: the paired MDD over the metric's spread (IQR) within each stratum users
+     compare (`precision_lens`).
+2. Ground-truth correlation (seed-0 values).
+   - Pooled over the population (`correlation_lens`): Spearman and Kendall, and the partial
+     Spearman controlling for width and L0.
+   - Within strata (`stratified_lens`): the same architecture and width for trained SAEs, the
+     same family for constructed ones. The strata's mean Spearman is the answer a user
+     comparing SAEs of one kind gets.
+   - Every interval comes from a cluster bootstrap over the independent units the SAEs
+     derive from (`stats.cluster_bootstrap_weights`).
+   - Metrics where lower is better are negated first, so a metric that tracks quality always
+     correlates positively.
+3. Trajectory discriminability over each training run's checkpoints (seed-0 values).
+   - Signal-to-noise, and the fraction of checkpoint pairs separated beyond the paired MDD
+     in the direction ground truth moves.
+   - Slope over noise (see `groundtruth.stats.trajectory_discriminability`), pooled over
+     runs.
+   - Random-effects variance components (checkpoint / training seed / metric seed) on the
+     runs measured with several metric seeds.
+
+Nothing is invented where a number is undefined (a constant metric has no rank correlation;
+a noiseless metric has an infinite SNR): the value is None and a "note" says why.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from groundtruth import stats
 
-__all__ = ["reseed_lens", "correlation_lens", "trajectory_lens", "decomposition_lens",
-           "control_ranks"]
+__all__ = ["reseed_lens", "correlation_lens", "stratified_lens", "precision_lens",
+           "trajectory_lens", "decomposition_lens", "control_ranks", "STRATIFIED_RESAMPLING"]
+
+STRATIFIED_RESAMPLING = "within each stratum: its clusters, then items within them"
 
 
-def reseed_lens(values_by_sae: dict[str, list[float]], level: float = 0.95) -> dict:
-    """values_by_sae: SAE id -> the metric over seeds 0 .. n-1."""
+def reseed_lens(values_by_sae: dict[str, Sequence[float]], widths: dict[str, int],
+                level: float = 0.95) -> dict:
+    """Reseed noise of one metric.
+
+    Args:
+        values_by_sae: SAE id -> the metric over seeds 0 .. n-1 (the same seeds for all).
+        widths: SAE id -> d_sae.
+
+    Returns:
+        std, cv, mdd_unpaired (z sqrt(2) std: two independent single-seed scores), n_seeds,
+        n_saes, per_sae_std, and "paired": width -> {"std", "mdd", "n_pairs"} (None and a
+        note where a width has fewer than two reseeded SAEs).
+    """
     per_sae = {sae: stats.reseed_noise(v, level) for sae, v in values_by_sae.items()}
     stds = np.array([r.std for r in per_sae.values()])
     pooled = float(np.sqrt(np.mean(stds**2)))
     cvs = [r.cv for r in per_sae.values() if np.isfinite(r.cv)]
+    paired = {}
+    z = stats.two_sided_z(level)
+    for width in sorted({widths[s] for s in values_by_sae}):
+        ids = sorted(s for s in values_by_sae if widths[s] == width)
+        if len(ids) < 2:
+            paired[str(width)] = {"std": None, "mdd": None, "n_pairs": 0,
+                                  "note": "fewer than two reseeded SAEs of this width"}
+            continue
+        values = np.array([values_by_sae[s] for s in ids], dtype=np.float64)  # [saes, seeds]
+        i, j = np.triu_indices(len(ids), k=1)
+        variances = (values[i] - values[j]).var(axis=1, ddof=1)
+        std = float(np.sqrt(variances.mean()))
+        paired[str(width)] = {"std": std, "mdd": z * std, "n_pairs": int(len(i))}
     return {
         "std": pooled,
-        "cv": float(np.median(cvs)) if cvs else 0.0,
-        "mdd": float(stats.minimum_detectable_difference(pooled, level)),
+        "cv": float(np.median(cvs)) if cvs else None,
+        "mdd_unpaired": float(stats.minimum_detectable_difference(pooled, level)),
         "n_seeds": int(min(len(v) for v in values_by_sae.values())),
         "n_saes": len(per_sae),
         "per_sae_std": {sae: float(r.std) for sae, r in per_sae.items()},
+        "paired": paired,
     }
+
+
+def _undefined_correlation(n: int, note: str) -> dict:
+    return {"spearman": None, "spearman_ci95": None, "kendall": None, "kendall_ci95": None,
+            "n_saes": n, "n_units": None, "partial_spearman_width_l0": None,
+            "partial_spearman_width_l0_ci95": None, "explained_by_width_l0": None, "note": note}
 
 
 def correlation_lens(metric: np.ndarray, ground_truth: dict[str, np.ndarray], *,
-                     width: np.ndarray, l0: np.ndarray, n_boot: int, seed: int) -> dict:
-    """Rank correlations of an oriented metric [n] with each ground truth [n]."""
+                     width: np.ndarray, l0: np.ndarray, clusters: Sequence, n_boot: int,
+                     seed: int) -> dict:
+    """Pooled rank correlations of an oriented metric [n] with each ground truth [n], with
+    cluster-bootstrap intervals, and the partial Spearman controlling width and L0.
+
+    `explained_by_width_l0` is True when the metric's ranks are a linear function of width's
+    and L0's: the partial correlation is then undefined, and the metric is fully confounded.
+    """
     out = {}
     covariates = np.column_stack([width, l0])
+    clusters = list(clusters)
+    boot = dict(clusters=clusters, n_boot=n_boot, seed=seed)
+    explained = stats.explained_by_covariates(metric, covariates)
     for name, gt in ground_truth.items():
         if np.ptp(metric) == 0 or np.ptp(gt) == 0:
-            out[name] = {"spearman": 0.0, "spearman_ci95": [0.0, 0.0], "kendall": 0.0,
-                         "kendall_ci95": [0.0, 0.0], "n_saes": len(metric),
-                         "partial_spearman_width_l0": 0.0,
-                         "partial_spearman_width_l0_ci95": [0.0, 0.0],
-                         "note": "constant over the population: no correlation"}
+            which = "the metric" if np.ptp(metric) == 0 else name
+            out[name] = _undefined_correlation(
+                len(metric), f"{which} is constant over the population: no rank correlation")
             continue
-        rc = stats.rank_correlation(metric, gt, n_boot=n_boot, seed=seed)
-        out[name] = {"spearman": rc.spearman, "spearman_ci95": list(rc.spearman_ci95),
-                     "kendall": rc.kendall, "kendall_ci95": list(rc.kendall_ci95),
-                     "n_saes": rc.n}
-        try:
-            partial, partial_ci = stats.partial_rank_correlation(metric, gt, covariates,
-                                                                 n_boot=n_boot, seed=seed)
-            out[name].update(partial_spearman_width_l0=partial,
-                             partial_spearman_width_l0_ci95=list(partial_ci))
-        except ValueError as error:  # e.g. the metric is L0 itself: nothing left to correlate
-            out[name].update(partial_spearman_width_l0=None, partial_spearman_width_l0_ci95=None,
-                             note=f"partial correlation undefined: {error}")
+        rc = stats.rank_correlation(metric, gt, **boot)
+        entry = {"spearman": rc.spearman, "spearman_ci95": list(rc.spearman_ci95),
+                 "kendall": rc.kendall, "kendall_ci95": list(rc.kendall_ci95),
+                 "n_saes": rc.n, "n_units": rc.n_units, "resampled": rc.resampled,
+                 "explained_by_width_l0": explained}
+        if explained:
+            entry.update(partial_spearman_width_l0=None, partial_spearman_width_l0_ci95=None,
+                         note="width and L0 explain the metric's ranks entirely: no partial "
+                              "correlation is left (fully confounded)")
+        elif stats.explained_by_covariates(gt, covariates):
+            entry.update(partial_spearman_width_l0=None, partial_spearman_width_l0_ci95=None,
+                         note=f"width and L0 explain {name}'s ranks entirely: no partial "
+                              "correlation is left")
+        else:
+            partial, partial_ci = stats.partial_rank_correlation(metric, gt, covariates, **boot)
+            entry.update(partial_spearman_width_l0=partial,
+                         partial_spearman_width_l0_ci95=list(partial_ci))
+        out[name] = entry
     return out
 
 
-def trajectory_lens(runs: dict[str, tuple[np.ndarray, np.ndarray]], noise_std: float,
-                    level: float = 0.95) -> dict:
-    """runs: run -> (metric [seeds, checkpoints], ground truth [seeds, checkpoints]).
+def stratified_lens(metric: np.ndarray, ground_truth: np.ndarray, *, strata: Sequence,
+                    clusters: Sequence, n_boot: int, seed: int, level: float = 0.95,
+                    min_size: int = 3) -> dict:
+    """Rank correlation within strata, and across them the mean within-stratum Spearman.
 
-    Pools over runs: mean SNR, discriminability over all pairs, mean slope over noise.
+    Args:
+        metric, ground_truth: oriented values [n].
+        strata: [n] labels of the groups users compare within (None: the item is in none).
+        clusters: [n] labels of the independent units; a cluster lies inside one stratum.
+        min_size: strata with fewer items are left out (said in their note).
+
+    Each resample keeps every stratum and draws, within it, its clusters and then items
+    within them (`stats.cluster_bootstrap_weights` with strata). A cluster that spans several
+    strata (one oracle under several constructed families) is drawn separately in each, so
+    the interval treats those strata as independent given it; "n_units" counts it once, as
+    the number of independent units the estimate rests on. A stratum whose metric or
+    ground truth is constant on the data is left out, with the reason; on a resample where
+    it is constant, the mean is taken over the other strata. The combined estimate is the
+    mean of the per-stratum Spearman values (each stratum counts once).
+
+    Returns:
+        {"strata": {label: {"n_saes", "n_units", "spearman", "spearman_ci95"} or a note},
+        "mean_spearman", "mean_spearman_ci95", "n_strata", "n_units", "resampled"}; the
+        combined values are None, with a note, when no stratum qualifies.
     """
-    results = {run: stats.trajectory_discriminability(m, g, noise_std=noise_std, level=level)
-               for run, (m, g) in runs.items()}
+    metric, ground_truth = np.asarray(metric, float), np.asarray(ground_truth, float)
+    labels = [None if s is None else str(s) for s in strata]
+    clusters = [str(c) for c in clusters]
+    per_stratum: dict[str, dict] = {}
+    used: list[str] = []
+    for stratum in sorted({s for s in labels if s is not None}):
+        members = [i for i, s in enumerate(labels) if s == stratum]
+        units = len({clusters[i] for i in members})
+        entry = {"n_saes": len(members), "n_units": units}
+        if len(members) < min_size:
+            entry.update(spearman=None, spearman_ci95=None,
+                         note=f"fewer than {min_size} SAEs")
+        elif np.ptp(metric[members]) == 0 or np.ptp(ground_truth[members]) == 0:
+            which = "the metric" if np.ptp(metric[members]) == 0 else "the ground truth"
+            entry.update(spearman=None, spearman_ci95=None,
+                         note=f"{which} is constant in this stratum")
+        else:
+            entry["spearman"] = stats.spearman(metric[members], ground_truth[members])
+            used.append(stratum)
+        per_stratum[stratum] = entry
+    result = {"strata": per_stratum, "n_strata": len(used), "resampled": STRATIFIED_RESAMPLING,
+              "n_units": len({clusters[i] for i, s in enumerate(labels) if s in used})}
+    if not used:
+        return {**result, "mean_spearman": None, "mean_spearman_ci95": None,
+                "note": "no stratum has enough SAEs with a varying metric and ground truth"}
+    index = [i for i, s in enumerate(labels) if s in used]
+    weights = stats.cluster_bootstrap_weights([f"{labels[i]}|{clusters[i]}" for i in index],
+                                              strata=[labels[i] for i in index],
+                                              n_boot=n_boot, seed=seed)
+    columns = []
+    offset = {i: k for k, i in enumerate(index)}
+    for stratum in used:
+        members = [i for i in index if labels[i] == stratum]
+        cols = [offset[i] for i in members]
+        rho = stats.weighted_spearman(metric[members], ground_truth[members],
+                                       weights[:, cols])
+        columns.append(rho)
+        per_stratum[stratum]["spearman_ci95"] = _interval_or_none(rho, level)
+    boot = np.column_stack(columns)  # [B, used strata]
+    defined = ~np.isnan(boot)
+    with np.errstate(invalid="ignore"):
+        mean_boot = np.where(defined.any(axis=1),
+                             np.nansum(boot, axis=1) / np.maximum(defined.sum(axis=1), 1),
+                             np.nan)
+    return {**result,
+            "mean_spearman": float(np.mean([per_stratum[s]["spearman"] for s in used])),
+            "mean_spearman_ci95": _interval_or_none(mean_boot, level)}
+
+
+def _interval_or_none(thetas: np.ndarray, level: float) -> list[float] | None:
+    if np.all(np.isnan(thetas)):
+        return None
+    return list(stats.percentile_interval(thetas, level))
+
+
+def precision_lens(metric: np.ndarray, *, strata: Sequence, widths: Sequence[int],
+                   paired: dict[str, dict], fraction: float) -> dict:
+    """The paired MDD against the metric's spread within the strata users compare.
+
+    For each stratum: ratio = paired MDD at the stratum's width / IQR of the metric over the
+    stratum's SAEs. The metric is precise when the median ratio over strata is at most
+    `fraction`. A stratum whose IQR is 0 or whose width has no paired MDD has no ratio (its
+    note says why); with no ratio at all, precision is undefined (None).
+    """
+    metric = np.asarray(metric, float)
+    labels = [None if s is None else str(s) for s in strata]
+    per_stratum = {}
+    for stratum in sorted({s for s in labels if s is not None}):
+        members = [i for i, s in enumerate(labels) if s == stratum]
+        stratum_widths = {int(widths[i]) for i in members}
+        q1, q3 = np.percentile(metric[members], [25, 75])
+        iqr = float(q3 - q1)
+        mdds = [paired.get(str(w), {}).get("mdd") for w in stratum_widths]
+        entry = {"iqr": iqr, "mdd": max(mdds) if None not in mdds else None}
+        if entry["mdd"] is None:
+            entry.update(ratio=None, note="no paired MDD at this width")
+        elif iqr <= 0:
+            entry.update(ratio=None, note="the metric does not vary in this stratum")
+        else:
+            entry["ratio"] = entry["mdd"] / iqr
+        per_stratum[stratum] = entry
+    ratios = [e["ratio"] for e in per_stratum.values() if e["ratio"] is not None]
+    out = {"strata": per_stratum, "fraction": fraction, "n_strata": len(ratios)}
+    if not ratios:
+        return {**out, "median_ratio": None, "precise": None,
+                "note": "no stratum has both a paired MDD and a spread"}
+    median = float(np.median(ratios))
+    return {**out, "median_ratio": median, "precise": bool(median <= fraction)}
+
+
+def trajectory_lens(runs: dict[str, tuple[np.ndarray, np.ndarray, float, float | None]],
+                    level: float = 0.95) -> dict:
+    """runs: run -> (metric [seeds, checkpoints], ground truth [seeds, checkpoints], the
+    metric's reseed std, the paired MDD at the run's width or None).
+
+    Pools over runs: discriminability over all pairs, mean SNR and mean slope over noise. A
+    metric without reseed noise has infinite SNR and slope over noise: those are None with a
+    note (no number stands in for infinity).
+    """
+    results = {run: stats.trajectory_discriminability(m, g, noise_std=std, level=level, mdd=mdd)
+               for run, (m, g, std, mdd) in runs.items()}
     pairs = sum(r.n_pairs for r in results.values())
     separated = sum(r.discriminability * r.n_pairs for r in results.values())
-    return {
-        "snr": _finite_mean([r.snr for r in results.values()]),
-        "discriminability": float(separated / pairs) if pairs else 0.0,
+    out = {
+        "discriminability": float(separated / pairs) if pairs else None,
         "n_pairs": int(pairs),
-        "slope_over_noise": _finite_mean([r.slope_over_noise for r in results.values()]),
         "n_runs": len(results),
-        "per_run": {run: {"snr": _json_float(r.snr), "discriminability": r.discriminability,
-                          "slope_over_noise": _json_float(r.slope_over_noise)}
+        "per_run": {run: {"snr": _finite_or_none(r.snr), "discriminability": r.discriminability,
+                          "slope_over_noise": _finite_or_none(r.slope_over_noise)}
                     for run, r in results.items()},
     }
+    for key in ("snr", "slope_over_noise"):
+        values = [getattr(r, key) for r in results.values()]
+        if values and all(np.isfinite(values)):
+            out[key] = float(np.mean(values))
+        else:
+            out[key] = None
+            out[f"{key}_note"] = ("infinite: the metric has no reseed noise" if values
+                                  else "no training runs")
+    if not pairs:
+        out["note"] = "no training runs"
+    return out
 
 
 def decomposition_lens(runs: dict[str, np.ndarray]) -> dict:
@@ -121,12 +313,5 @@ def control_ranks(values: dict[str, float], controls: dict[str, str]) -> dict[st
     return {name: rank[sae] for name, sae in controls.items() if sae in rank}
 
 
-def _finite_mean(values: list[float]) -> float:
-    """Mean, with infinities (zero noise) clipped to +/- 1e9, the JSON sentinel of infinity
-    (report.json holds no Infinity; report.md prints it as inf)."""
-    clipped = [float(np.clip(v, -1e9, 1e9)) for v in values]
-    return float(np.mean(clipped)) if clipped else 0.0
-
-
-def _json_float(value: float) -> float:
-    return float(np.clip(value, -1e9, 1e9))
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None

@@ -8,40 +8,70 @@ import numpy as np
 
 from groundtruth.store import write_json
 
-__all__ = ["verdict", "write_report", "write_study_report", "render_markdown", "plot_report"]
+__all__ = ["verdict", "write_report", "write_study_report", "render_markdown", "plot_report",
+           "reliability_card"]
 
 
 def verdict(entry: dict, rules, primary_gt: str) -> dict:
-    """The per-metric verdict and the rule that produced it (see `VerdictRules`)."""
-    corr = entry["gt_correlation"].get(primary_gt, {})
-    low, high = corr.get("spearman_ci95", [0.0, 0.0])
-    if low > rules.track_low:
-        tracks = "tracks"
-    elif high < rules.track_high:
-        tracks = "does not track"
-    else:
-        tracks = "inconclusive"
-    iqr = entry.get("population_iqr", 0.0)
-    mdd = entry["reseed"]["mdd"]
-    precise = mdd <= rules.precision_fraction * iqr if iqr > 0 else mdd == 0
-    separates = entry["trajectory"]["discriminability"] >= rules.discriminability
-    partial = corr.get("partial_spearman_width_l0")
-    confounded = partial is not None and partial < corr.get("spearman", 0.0) - rules.confound_drop
+    """The per-metric verdict and the rules that produced it (see `VerdictRules`).
+
+    tracks      the mean within-stratum Spearman with the primary ground truth: its 95% CI
+                lies above track_low ("tracks"), below track_high ("does not track"),
+                between ("inconclusive"), or it is undefined ("undefined", with the reason)
+    precise     the median over strata of paired MDD / within-stratum IQR is at most
+                precision_fraction (undefined counts as not precise, with the reason)
+    separates   trajectory discriminability at least `discriminability`
+    confounded  the pooled partial Spearman controlling width and L0 falls below the pooled
+                Spearman by more than confound_drop, or width and L0 explain the metric's
+                ranks entirely
+    """
     reasons = []
-    if tracks != "tracks":
-        reasons.append(f"{tracks} ground truth ({primary_gt} Spearman 95% CI "
-                       f"[{low:.2f}, {high:.2f}], needs lower bound > {rules.track_low})")
-    if not precise:
-        reasons.append(f"noisy (MDD {mdd:.3g} > {rules.precision_fraction:g} x population IQR "
-                       f"{iqr:.3g})")
-    if not separates:
+    within = entry["within_strata"].get(primary_gt, {})
+    interval = within.get("mean_spearman_ci95")
+    if within.get("mean_spearman") is None or interval is None:
+        tracks = "undefined"
+        reasons.append(f"tracking within strata is undefined ({within.get('note', 'no strata')})")
+    else:
+        low, high = interval
+        if low > rules.track_low:
+            tracks = "tracks"
+        elif high < rules.track_high:
+            tracks = "does not track"
+        else:
+            tracks = "inconclusive"
+        if tracks != "tracks":
+            reasons.append(
+                f"{tracks} ground truth within strata ({primary_gt} mean within-stratum "
+                f"Spearman {within['mean_spearman']:.2f}, 95% CI [{low:.2f}, {high:.2f}] over "
+                f"{within['n_units']} independent units; tracks needs the lower bound above "
+                f"{rules.track_low})")
+    precision = entry["precision"]
+    precise = bool(precision.get("precise"))
+    if precision.get("precise") is None:
+        reasons.append(f"precision is undefined ({precision.get('note')})")
+    elif not precise:
+        reasons.append(f"noisy (median paired MDD / within-stratum IQR "
+                       f"{precision['median_ratio']:.3g} > {rules.precision_fraction:g})")
+    discriminability = entry["trajectory"].get("discriminability")
+    separates = discriminability is not None and discriminability >= rules.discriminability
+    if discriminability is None:
+        reasons.append("no training trajectories to separate")
+    elif not separates:
         reasons.append(f"does not separate checkpoints (discriminability "
-                       f"{entry['trajectory']['discriminability']:.2f} < {rules.discriminability})")
-    if confounded:
-        reasons.append(f"confounded by width / L0 (partial Spearman {partial:.2f} vs "
-                       f"{corr.get('spearman', 0.0):.2f})")
+                       f"{discriminability:.2f} < {rules.discriminability})")
+    corr = entry["gt_correlation"].get(primary_gt, {})
+    partial = corr.get("partial_spearman_width_l0")
+    if corr.get("explained_by_width_l0"):
+        confounded = True
+        reasons.append("confounded: width and L0 explain its ranks entirely")
+    else:
+        confounded = (partial is not None and corr.get("spearman") is not None
+                      and partial < corr["spearman"] - rules.confound_drop)
+        if confounded:
+            reasons.append(f"confounded by width / L0 (pooled partial Spearman {partial:.2f} vs "
+                           f"{corr['spearman']:.2f})")
     return {"overall": "trustworthy" if not reasons else "not trustworthy",
-            "tracks": tracks, "precise": bool(precise), "separates": bool(separates),
+            "tracks": tracks, "precise": precise, "separates": bool(separates),
             "confounded": bool(confounded), "reasons": reasons}
 
 
@@ -56,7 +86,11 @@ def write_study_report(out: Path, report: dict, render, plot=None) -> Path:
 
 
 def write_report(report: dict, out: Path) -> Path:
-    """Write the audit's report.json, PNG plots and report.md into `out`."""
+    """Write the audit's report.json, card.json (a reliability card per metric), PNG plots
+    and report.md into `out`."""
+    primary = report["config"]["lenses"]["ground_truth"][0]
+    write_json(out / "card.json", {name: reliability_card(name, entry, primary)
+                                   for name, entry in report["metrics"].items()})
     return write_study_report(out, report, render_markdown, lambda o: plot_report(report, o))
 
 
@@ -68,6 +102,67 @@ def _fmt(x, digits=2) -> str:
     return f"{x:.{digits}f}"
 
 
+def _interval(values) -> str:
+    return "-" if values is None else f"[{_fmt(values[0])}, {_fmt(values[1])}]"
+
+
+def reliability_card(name: str, entry: dict, primary_gt: str) -> dict:
+    """What a reviewer cites about one metric, from its report entry: noise, tracking within
+    strata and pooled, discriminability, confounds, control ranks and the verdict."""
+    components = entry["variance_decomposition"].get("components") or {}
+    within = entry["within_strata"][primary_gt]
+    pooled = entry["gt_correlation"][primary_gt]
+    return {
+        "metric": name, "description": entry["description"],
+        "verdict": entry["verdict"]["overall"], "reasons": entry["verdict"]["reasons"],
+        "noise": {
+            "cv": entry["reseed"]["cv"], "std": entry["reseed"]["std"],
+            "mdd_unpaired": entry["reseed"]["mdd_unpaired"],
+            "paired_mdd_by_width": {w: p["mdd"] for w, p in entry["reseed"]["paired"].items()},
+            "metric_seed_std": (components["metric_seed"] ** 0.5) if components else None,
+            "training_seed_std": (components["training_seed"] ** 0.5) if components else None,
+            "n_seeds": entry["reseed"]["n_seeds"],
+        },
+        "tracking": {
+            "ground_truth": primary_gt,
+            "within_strata": {"mean_spearman": within["mean_spearman"],
+                              "ci95": within["mean_spearman_ci95"],
+                              "n_strata": within["n_strata"], "n_units": within["n_units"],
+                              "resampled": within["resampled"]},
+            "pooled": {"spearman": pooled["spearman"], "ci95": pooled["spearman_ci95"],
+                       "n_saes": pooled["n_saes"], "n_units": pooled["n_units"]},
+        },
+        "precision": {"median_ratio": entry["precision"]["median_ratio"],
+                      "precise": entry["precision"]["precise"]},
+        "discriminability": entry["trajectory"]["discriminability"],
+        "snr": entry["trajectory"]["snr"],
+        "confounds": {"partial_spearman_width_l0": pooled["partial_spearman_width_l0"],
+                      "ci95": pooled["partial_spearman_width_l0_ci95"],
+                      "explained_by_width_l0": pooled["explained_by_width_l0"]},
+        "control_ranks": entry["control_ranks"],
+    }
+
+
+def _answer_lines(report: dict) -> list[str]:
+    metrics = report["metrics"]
+    kinds = {name: m["kind"] for name, m in metrics.items()}
+    trusted = [n for n, m in metrics.items() if m["verdict"]["overall"] == "trustworthy"]
+    ce = [n for n in metrics if kinds[n] == "ce"]
+    lines = [f"**The answer.** {len(trusted)} of {len(metrics)} metrics pass every rule"
+             + (f": {', '.join(trusted)}." if trusted else ".")]
+    if ce:
+        tracks = {v: [n for n in ce if metrics[n]["verdict"]["tracks"] == v]
+                  for v in ("tracks", "inconclusive", "does not track", "undefined")}
+        lines[0] += (f" Of CE-Bench's {len(ce)} scores, "
+                     + ", ".join(f"{len(v)} {k}" for k, v in tracks.items() if v)
+                     + " ground truth within the strata users compare.")
+    if not report["sanity"]["ok"]:
+        failed = [k for k, v in report["sanity"]["checks"].items() if not v]
+        lines.append(f"**Sanity checks failed** ({'; '.join(failed)}): do not cite these "
+                     "verdicts.")
+    return lines + [""]
+
+
 def render_markdown(report: dict, plots: list[str] | None = None) -> str:
     cfg = report["config"]
     gts = cfg["lenses"]["ground_truth"]
@@ -75,30 +170,36 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
     lines = [f"# Audit: {cfg['name']}", ""]
     if cfg.get("description"):
         lines += [cfg["description"], ""]
+    lines += _answer_lines(report)
     pop = report["population"]
     lines += [
         f"World: `{report['world']['summary']}`. Population: {pop['n_correlation']} SAEs for "
-        f"the correlation lens ({pop['by_kind']}), {pop['n_trajectory_runs']} training runs x "
-        f"{pop['n_training_seeds']} seeds x {pop['n_checkpoints']} checkpoints for trajectories. "
-        f"Reseed noise over {cfg['lenses']['reseed_seeds']} metric seeds on "
-        f"{pop['n_reseed']} SAEs.", "",
+        f"the correlation lens ({pop['by_kind']}) from {pop['n_units']} independent units "
+        f"(one oracle's constructed SAEs and controls; each training configuration's seeds), "
+        f"in {len(pop['strata'])} strata; {pop['n_trajectory_runs']} training runs x "
+        f"{pop['n_training_seeds']} seeds x {pop['n_checkpoints']} checkpoints for "
+        f"trajectories. Reseed noise over {cfg['lenses']['reseed_seeds']} metric seeds on "
+        f"{pop['n_reseed']} SAEs. Intervals are 95% percentile bootstraps with "
+        f"{cfg['lenses']['n_boot']} resamples of the independent units (clusters, then SAEs "
+        "within them; within each stratum for the within-strata numbers).", "",
         "## Verdicts", "",
-        f"| metric | verdict | Spearman vs {primary} [95% CI] | partial (width, L0) | "
-        + " | ".join(f"Spearman vs {g}" for g in gts[1:])
-        + (" | " if len(gts) > 1 else "")
-        + "reseed CV | MDD / IQR | discriminability | SNR |",
-        "|---|---|---|---|" + "---|" * (len(gts) - 1) + "---|---|---|---|",
+        f"| metric | verdict | within strata: mean Spearman vs {primary} [95% CI] (units) | "
+        f"pooled Spearman vs {primary} [95% CI] | partial (width, L0) | "
+        + "".join(f"pooled vs {g} | " for g in gts[1:])
+        + "reseed CV | paired MDD / IQR | discriminability | SNR |",
+        "|---|---|---|---|---|" + "---|" * (len(gts) - 1) + "---|---|---|---|",
     ]
     for name, m in report["metrics"].items():
         c = m["gt_correlation"][primary]
-        others = " | ".join(_fmt(m["gt_correlation"][g]["spearman"]) for g in gts[1:])
-        iqr = m["population_iqr"]
-        ratio = m["reseed"]["mdd"] / iqr if iqr > 0 else 0.0
+        w = m["within_strata"][primary]
+        partial = ("explained" if c.get("explained_by_width_l0")
+                   else _fmt(c["partial_spearman_width_l0"]))
         lines.append(
-            f"| {name} | {m['verdict']['overall']} | {_fmt(c['spearman'])} "
-            f"[{_fmt(c['spearman_ci95'][0])}, {_fmt(c['spearman_ci95'][1])}] | "
-            f"{_fmt(c['partial_spearman_width_l0'])} | " + (others + " | " if others else "")
-            + f"{_fmt(m['reseed']['cv'], 3)} | {_fmt(ratio)} | "
+            f"| {name} | {m['verdict']['overall']} | {_fmt(w['mean_spearman'])} "
+            f"{_interval(w['mean_spearman_ci95'])} ({w['n_units']}) | {_fmt(c['spearman'])} "
+            f"{_interval(c['spearman_ci95'])} | {partial} | "
+            + "".join(f"{_fmt(m['gt_correlation'][g]['spearman'])} | " for g in gts[1:])
+            + f"{_fmt(m['reseed']['cv'], 3)} | {_fmt(m['precision']['median_ratio'])} | "
             f"{_fmt(m['trajectory']['discriminability'])} | {_fmt(m['trajectory']['snr'], 1)} |")
     lines += (_comparison_lines(report) + _ground_truth_lines(report)
               + _model_output_lines(report))
@@ -109,19 +210,31 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
     rules = cfg["verdict"]
     lines += [
         "", "### Rules", "",
-        f"- tracks ground truth: the Spearman 95% CI with {primary} lies above "
-        f"{rules['track_low']} (does not track: below {rules['track_high']}).",
-        f"- precise: MDD (z_0.975 sqrt(2) x pooled reseed std) at most "
-        f"{rules['precision_fraction']} x the metric's interquartile range over the population.",
-        f"- separates checkpoints: discriminability >= {rules['discriminability']}.",
-        f"- confounded: partial Spearman controlling width and L0 below the Spearman by more than "
-        f"{rules['confound_drop']}.",
+        f"- tracks ground truth: the mean within-stratum Spearman with {primary} has its 95% CI "
+        f"above {rules['track_low']} (does not track: below {rules['track_high']}). Strata are "
+        "where users compare: trained SAEs of one architecture and width, constructed SAEs of "
+        "one family; controls are in the pooled numbers only.",
+        f"- precise: the paired MDD (z_0.975 x the std of the difference of two SAEs scored with "
+        f"the same metric seeds, at the stratum's width) is at most "
+        f"{rules['precision_fraction']} x the metric's interquartile range within the stratum, "
+        "at the median over strata.",
+        f"- separates checkpoints: discriminability (checkpoint pairs differing by more than the "
+        f"paired MDD, in the direction ground truth moves) >= {rules['discriminability']}.",
+        f"- confounded: the pooled partial Spearman controlling width and L0 is below the pooled "
+        f"Spearman by more than {rules['confound_drop']}, or width and L0 explain the metric's "
+        "ranks entirely.",
         "- trustworthy: tracks, precise, separates and not confounded.",
-        "", "## Sanity checks", "",
+        "- a number that is undefined (a constant metric, no noise to divide by) is shown as `-` "
+        "and its reason is in report.json.",
     ]
+    lines += _strata_lines(report, primary) + _paired_noise_lines(report)
+    lines += ["", "## Sanity checks", "",
+              "Two planted metrics go through the same lenses and rules: "
+              + "; ".join(f"`{k}`, {v['description']}"
+                          for k, v in report["sanity"]["planted"].items()) + ".", ""]
     sanity = report["sanity"]
-    for gt, value in sanity["gt_self_correlation"].items():
-        lines.append(f"- {gt} against itself: Spearman {value:.3f}")
+    for check, passed in sanity["checks"].items():
+        lines.append(f"- {check}: {'yes' if passed else 'NO'}")
     for gt, ranks in sanity["control_ranks_on_ground_truth"].items():
         lines.append(f"- control ranks on {gt} (1 = best of {pop['n_correlation']}): "
                      + ", ".join(f"{k} {v}" for k, v in ranks.items()))
@@ -144,16 +257,80 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
         d = m["variance_decomposition"]
         lines.append(f"| {name} | {_fmt(d['checkpoint'])} | {_fmt(d['training_seed'])} | "
                      f"{_fmt(d['metric_seed'])} | {len(d['truncated'])} of {d['n_runs']} |")
+    lines += _card_lines(report, primary)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines.append("")
     return "\n".join(lines)
 
 
+def _strata_lines(report: dict, primary: str) -> list[str]:
+    strata = report["population"]["strata"]
+    if not strata:
+        return []
+    lines = ["", f"## Within each stratum: Spearman with {primary}", "",
+             "| metric | " + " | ".join(strata) + " |", "|---|" + "---|" * len(strata)]
+    for name, m in report["metrics"].items():
+        per = m["within_strata"][primary]["strata"]
+        lines.append(f"| {name} | " + " | ".join(_fmt(per.get(s, {}).get("spearman"))
+                                                 for s in strata) + " |")
+    return lines
+
+
+def _paired_noise_lines(report: dict) -> list[str]:
+    widths = sorted({w for m in report["metrics"].values() for w in m["reseed"]["paired"]},
+                    key=int)
+    if not widths:
+        return []
+    lines = ["", "## Paired MDD by width", "",
+             "z_0.975 x the std over metric seeds of the difference of two SAEs of one width "
+             "scored with the same seeds (pairs of reseeded SAEs), beside the unpaired "
+             "z_0.975 sqrt(2) x pooled std.", "",
+             "| metric | unpaired MDD | " + " | ".join(f"paired, width {w}" for w in widths)
+             + " |", "|---|---|" + "---|" * len(widths)]
+    for name, m in report["metrics"].items():
+        paired = m["reseed"]["paired"]
+        lines.append(f"| {name} | {_fmt(m['reseed']['mdd_unpaired'], 3)} | " + " | ".join(
+            _fmt(paired.get(w, {}).get("mdd"), 3) for w in widths) + " |")
+    return lines
+
+
+def _card_lines(report: dict, primary: str) -> list[str]:
+    lines = ["", "## Reliability cards", "",
+             "One card per metric (also in card.json): what to cite, with its uncertainty.", ""]
+    for name, m in report["metrics"].items():
+        card = reliability_card(name, m, primary)
+        noise, tracking = card["noise"], card["tracking"]
+        within, pooled = tracking["within_strata"], tracking["pooled"]
+        paired = ", ".join(f"{_fmt(v, 3)} at width {w}"
+                           for w, v in noise["paired_mdd_by_width"].items())
+        confounds = card["confounds"]
+        lines += [
+            f"**{name}**: {card['verdict']}. {card['description']}",
+            f"- noise: CV {_fmt(noise['cv'], 3)}; paired MDD {paired or '-'}; "
+            f"training-seed std {_fmt(noise['training_seed_std'], 3)}, metric-seed std "
+            f"{_fmt(noise['metric_seed_std'], 3)} (variance components)",
+            f"- tracks {primary}: within strata {_fmt(within['mean_spearman'])} "
+            f"{_interval(within['ci95'])} over {within['n_strata']} strata and "
+            f"{within['n_units']} units; pooled {_fmt(pooled['spearman'])} "
+            f"{_interval(pooled['ci95'])} over {pooled['n_saes']} SAEs, {pooled['n_units']} "
+            "units",
+            f"- discriminability {_fmt(card['discriminability'])}, SNR {_fmt(card['snr'], 1)}; "
+            "partial Spearman (width, L0) "
+            + ("undefined: width and L0 explain it" if confounds["explained_by_width_l0"]
+               else f"{_fmt(confounds['partial_spearman_width_l0'])} "
+                    f"{_interval(confounds['ci95'])}"),
+            f"- controls (rank of {report['population']['n_correlation']}): "
+            + (", ".join(f"{k} {v}" for k, v in card["control_ranks"].items()) or "-"),
+            "",
+        ]
+    return lines
+
+
 def _ci(value, interval) -> str:
     if value is None:
         return "-"
-    return f"{_fmt(value)} [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+    return f"{_fmt(value)} {_interval(interval)}"
 
 
 def _comparison_lines(report: dict) -> list[str]:
@@ -166,15 +343,18 @@ def _comparison_lines(report: dict) -> list[str]:
                         "(`make audit` for the synthetic one) and rerun this study to put "
                         "the numbers side by side."]
     gt = comparison["ground_truth"]
-    lines += [f"Spearman with {gt} [95% CI] on this world and on "
-              f"`{comparison['reference_world']}`.", "",
-              "| metric | this world | verdict | reference world | verdict |",
-              "|---|---|---|---|---|"]
+    lines += [f"Spearman with {gt} [95% CI], mean within strata and pooled, on this world and "
+              f"on `{comparison['reference_world']}`.", "",
+              "| metric | within strata, this world | pooled, this world | verdict | "
+              "within strata, reference | pooled, reference | verdict |",
+              "|---|---|---|---|---|---|---|"]
     for name, row in comparison["metrics"].items():
-        lines.append(f"| {name} | {_ci(row['spearman'], row['spearman_ci95'])} | "
-                     f"{row['verdict']} | "
-                     f"{_ci(row['reference_spearman'], row['reference_spearman_ci95'])} | "
-                     f"{row['reference_verdict'] or '-'} |")
+        lines.append(
+            f"| {name} | {_ci(row['within_spearman'], row['within_spearman_ci95'])} | "
+            f"{_ci(row['spearman'], row['spearman_ci95'])} | {row['verdict']} | "
+            f"{_ci(row['reference_within_spearman'], row['reference_within_spearman_ci95'])} | "
+            f"{_ci(row['reference_spearman'], row['reference_spearman_ci95'])} | "
+            f"{row['reference_verdict'] or '-'} |")
     return lines
 
 
@@ -272,7 +452,7 @@ def plot_report(report: dict, out: Path) -> list[str]:
             ys = [s["scores"][name] for s in saes if s["family"] == kind]
             ax.scatter(xs, ys, s=12, color=colors[kind], label=kind)
         rho = report["metrics"][name]["gt_correlation"][primary]["spearman"]
-        ax.set_title(f"{name} (rho {rho:.2f})", fontsize=9)
+        ax.set_title(f"{name} (pooled rho {_fmt(rho)})", fontsize=9)
         ax.set_xlabel(primary, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.flat[len(metrics):]:
@@ -286,14 +466,15 @@ def plot_report(report: dict, out: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(report["metrics"])), 4))
     names = list(report["metrics"])
-    ratios = [report["metrics"][n]["reseed"]["mdd"] / report["metrics"][n]["population_iqr"]
-              if report["metrics"][n]["population_iqr"] > 0 else 0.0 for n in names]
-    ax.bar(range(len(names)), ratios, color="tab:blue")
+    ratios = [report["metrics"][n]["precision"]["median_ratio"] for n in names]
+    ax.bar(range(len(names)), [np.nan if r is None else r for r in ratios], color="tab:blue",
+           label="median over strata")
     ax.axhline(report["config"]["verdict"]["precision_fraction"], color="tab:red", ls="--",
                label="precision rule")
     ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("MDD / population IQR")
-    ax.set_title("Reseed noise: minimum detectable difference relative to the population spread")
+    ax.set_ylabel("paired MDD / within-stratum IQR")
+    ax.set_title("Reseed noise: paired minimum detectable difference relative to the spread "
+                 "users compare")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "reseed_spread.png", dpi=90)
@@ -305,7 +486,7 @@ def plot_report(report: dict, out: Path) -> list[str]:
     if shown:
         fig, axes = plt.subplots(2, 4, figsize=(16, 6.4), squeeze=False)
         for ax, name in zip(axes.flat, shown):
-            band = report["metrics"][name]["reseed"]["mdd"] / 2
+            band = report["metrics"][name]["reseed"]["mdd_unpaired"] / 2
             for run, curve in trajectories[name].items():
                 steps = np.asarray(curve["steps"])
                 mean = np.asarray(curve["mean"])

@@ -47,6 +47,7 @@ __all__ = [
     "rank_correlation",
     "partial_spearman",
     "partial_rank_correlation",
+    "explained_by_covariates",
     "ranking_agreement",
     "ranking_agreement_ci",
     "ranking_agreement_difference",
@@ -56,6 +57,7 @@ __all__ = [
     "ReseedNoise",
     "reseed_noise",
     "minimum_detectable_difference",
+    "two_sided_z",
     # discriminability across training
     "Discriminability",
     "trajectory_discriminability",
@@ -65,6 +67,9 @@ __all__ = [
     "bootstrap_ci",
     "percentile_interval",
     "cluster_bootstrap_weights",
+    "weighted_spearman",
+    "weighted_kendall",
+    "weighted_partial_spearman",
     "n_clusters",
 ]
 
@@ -350,22 +355,22 @@ def _weighted_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> np.n
     has no spread."""
     w = weights.astype(np.float64)
     total = w.sum(axis=1, keepdims=True)
-    da = a - (w * a).sum(axis=1, keepdims=True) / total
-    db = b - (w * b).sum(axis=1, keepdims=True) / total
-    va, vb = (w * da * da).sum(axis=1), (w * db * db).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty rows: NaN, as documented
+        da = a - (w * a).sum(axis=1, keepdims=True) / total
+        db = b - (w * b).sum(axis=1, keepdims=True) / total
+        va, vb = (w * da * da).sum(axis=1), (w * db * db).sum(axis=1)
         r = (w * da * db).sum(axis=1) / np.sqrt(va * vb)
-    r[(va <= 0) | (vb <= 0)] = math.nan
+    r[~((va > 0) & (vb > 0))] = math.nan
     return np.clip(r, -1.0, 1.0)
 
 
-def _weighted_spearman(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_spearman(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Spearman's rho of every resample given as counts [B, n] (equal to `spearman` on the
     sample with item i repeated weights[b, i] times); NaN where x or y is constant."""
     return _weighted_pearson(_weighted_ranks(x, weights), _weighted_ranks(y, weights), weights)
 
 
-def _weighted_kendall(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_kendall(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Kendall's tau-b of every resample given as counts [B, n] (equal to `kendall` on the
     expanded sample). Copies of one item are tied in both x and y:
 
@@ -389,7 +394,7 @@ def _weighted_kendall(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.n
     return np.clip(tau, -1.0, 1.0)
 
 
-def _weighted_partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray,
+def weighted_partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray,
                                weights: np.ndarray) -> np.ndarray:
     """`partial_spearman` of every resample given as counts [B, n] (weighted least squares
     of the ranks on [1, ranks of z], then the weighted correlation of the residuals); NaN
@@ -402,14 +407,14 @@ def _weighted_partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray,
     coef = np.linalg.pinv(np.sqrt(w) * design) @ (np.sqrt(w) * targets)  # weighted LSQ
     total = w.sum(axis=1, keepdims=True)  # [B, 1, 1]
     residual = targets - design @ coef
-    residual -= (w * residual).sum(axis=1, keepdims=True) / total
-    centred = targets - (w * targets).sum(axis=1, keepdims=True) / total
-    norms = np.sqrt((w * residual**2).sum(axis=1))  # [B, 2]
-    scale = np.sqrt((w * centred**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty rows: NaN, as documented
+        residual -= (w * residual).sum(axis=1, keepdims=True) / total
+        centred = targets - (w * targets).sum(axis=1, keepdims=True) / total
+        norms = np.sqrt((w * residual**2).sum(axis=1))  # [B, 2]
+        scale = np.sqrt((w * centred**2).sum(axis=1))
         r = (w[:, :, 0] * residual[:, :, 0] * residual[:, :, 1]).sum(axis=1) / (
             norms[:, 0] * norms[:, 1])
-    undefined = np.any(norms <= 1e-10 * np.maximum(scale, 1.0), axis=1)
+    undefined = ~np.all(norms > 1e-10 * np.maximum(scale, 1.0), axis=1)
     r[undefined] = math.nan
     return np.clip(r, -1.0, 1.0)
 
@@ -596,9 +601,9 @@ def rank_correlation(
     weights = cluster_bootstrap_weights(labels, n_boot=n_boot, seed=seed)
     return RankCorrelation(
         spearman=_spearman_or_nan(x, y),
-        spearman_ci95=percentile_interval(_weighted_spearman(x, y, weights), level),
+        spearman_ci95=percentile_interval(weighted_spearman(x, y, weights), level),
         kendall=_kendall_or_nan(x, y),
-        kendall_ci95=percentile_interval(_weighted_kendall(x, y, weights), level),
+        kendall_ci95=percentile_interval(weighted_kendall(x, y, weights), level),
         n=len(x), n_units=n_clusters(labels), resampled=CLUSTERED,
     )
 
@@ -698,6 +703,27 @@ def partial_spearman(x, y, covariates) -> float:
     return r
 
 
+def explained_by_covariates(values, covariates) -> bool:
+    """Whether the ranks of `values` are, up to rounding, a linear function of an intercept
+    and the covariates' ranks (so a partial correlation controlling them is undefined: e.g. a
+    metric that only measures width and L0). A constant vector counts as explained.
+
+    Examples:
+        >>> explained_by_covariates([3, 1, 2, 5], [30, 10, 20, 50])
+        True
+        >>> explained_by_covariates([3, 1, 2, 5], [10, 30, 20, 50])
+        False
+    """
+    v = _as_vector("values", values)
+    z = _covariate_matrix(covariates, len(v))
+    rv = scipy.stats.rankdata(v)
+    design = np.column_stack([np.ones(len(v)), scipy.stats.rankdata(z, axis=0)])
+    coef, *_ = np.linalg.lstsq(design, rv, rcond=None)
+    residual = rv - design @ coef
+    return bool(np.linalg.norm(residual - residual.mean())
+                <= 1e-10 * max(float(np.linalg.norm(rv - rv.mean())), 1.0))
+
+
 def partial_rank_correlation(
     x, y, covariates, *, clusters=None, n_boot: int = 2000, level: float = 0.95,
     seed: int = 0,
@@ -721,7 +747,7 @@ def partial_rank_correlation(
     if clusters is not None:
         weights = cluster_bootstrap_weights(_checked_clusters(clusters, len(x)), n_boot=n_boot,
                                             seed=seed)
-        return estimate, percentile_interval(_weighted_partial_spearman(x, y, z, weights), level)
+        return estimate, percentile_interval(weighted_partial_spearman(x, y, z, weights), level)
     interval = bootstrap_ci(_partial_spearman_or_nan, x, y, z, n_boot=n_boot, level=level,
                             seed=seed, batched=_partial_spearman_batch)
     return estimate, interval
@@ -888,6 +914,17 @@ def ranking_agreement_difference_ci(first, second, target, *, n_boot: int = 2000
 # --------------------------------------------------------------------------------------------
 
 
+def two_sided_z(level: float = 0.95) -> float:
+    """z_{1 - (1 - level) / 2}: the normal quantile of a two-sided test at `level`.
+
+    Examples:
+        >>> round(two_sided_z(0.95), 5)
+        1.95996
+    """
+    level = _check_level(level)
+    return float(scipy.stats.norm.ppf(1.0 - (1.0 - level) / 2.0))
+
+
 def minimum_detectable_difference(std: float, level: float = 0.95) -> float:
     """MDD = z_{1 - (1 - level) / 2} * sqrt(2) * std.
 
@@ -904,9 +941,7 @@ def minimum_detectable_difference(std: float, level: float = 0.95) -> float:
         2.77181
     """
     std = _check_std("std", std)
-    level = _check_level(level)
-    z = float(scipy.stats.norm.ppf(1.0 - (1.0 - level) / 2.0))
-    return z * math.sqrt(2.0) * std
+    return two_sided_z(level) * math.sqrt(2.0) * std
 
 
 @dataclass(frozen=True)
@@ -1073,14 +1108,16 @@ def _pooled_slope(values: np.ndarray) -> float:
 
 
 def trajectory_discriminability(
-    metric, ground_truth, *, noise_std: float, level: float = 0.95
+    metric, ground_truth, *, noise_std: float, level: float = 0.95, mdd: float | None = None
 ) -> Discriminability:
     """Signal-to-noise, pairwise discriminability and slope-over-noise along training.
 
     `metric` and `ground_truth` have shape [n_training_seeds S, n_checkpoints C], checkpoints
     in training order, the metric already averaged over its own seeds; `noise_std` is the
     metric's reseed std (e.g. `reseed_noise(...).std`). With MDD =
-    `minimum_detectable_difference(noise_std, level)`:
+    `minimum_detectable_difference(noise_std, level)`, or the `mdd` given (e.g. z_0.975 times
+    the std of paired differences, when two checkpoints are scored with the same metric
+    seeds and their noise is not independent):
 
         snr              = std_{ddof=1}(mean_s metric[s, :]) / noise_std
         discriminability = (1 / n_pairs) * #{(s, i < j) : |d| > MDD and sign(d) == sign(g)},
@@ -1112,7 +1149,8 @@ def trajectory_discriminability(
         raise ValueError("trajectory_discriminability needs at least 1 training seed, got 0")
     _need_items("trajectory_discriminability (checkpoints per trajectory)", 2, n_checkpoints)
     noise_std = _check_std("noise_std", noise_std)
-    mdd = minimum_detectable_difference(noise_std, level)
+    mdd = minimum_detectable_difference(noise_std, level) if mdd is None else _check_std(
+        "mdd", mdd)
 
     signal = float(m.mean(axis=0).std(ddof=1))
     i, j = np.triu_indices(n_checkpoints, k=1)

@@ -7,8 +7,11 @@ must differ by more than the MDD before the difference means anything).
 Synthetic SAEs (a family member, a control, or a sae-lens directory whose d_in fits the world)
 are measured with any registered metric on a preset world. Real SAEs (a sae-lens directory or a
 Gemma Scope params.npz, with a model and a contrastive dataset) are measured with the CE-Bench
-scores; there the seed draws which dataset rows are scored (a random subset of
-`subsample` of the rows), the honest analogue of drawing a new corpus.
+scores. There a seed draws a fresh corpus of the dataset's size from its rows, with
+replacement (a bootstrap resample of the story pairs): the spread over seeds estimates how
+much the score would move on another corpus of the same size, and depends on no knob. (Drawing
+a fraction f without replacement, as before, made the spread scale with sqrt((1 - f) / f):
+the knob, not the corpus, set the answer.)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from groundtruth import stats
 from groundtruth.metrics.builtin import CE_METRICS
 from groundtruth.metrics.data import AuditData, DataConfig
 from groundtruth.metrics.registry import evaluate_metric, get_metric
+from synthetic_saes.rng import derive_seed
 
 __all__ = ["NoiseFloor", "synthetic_noise_floor", "real_noise_floor"]
 
@@ -55,10 +59,13 @@ def synthetic_noise_floor(metric: str, sae, name: str, world, *, seeds: int = 5,
 
 
 def real_noise_floor(metrics: list[str], source: str, *, model: str | None, dataset: str | Path,
-                     seeds: int = 5, subsample: float = 0.5, cache_dir: str | Path,
+                     seeds: int = 5, cache_dir: str | Path,
                      hook_name: str | None = None, bos: str = "include",
                      max_tokens: int | None = None, limit: int | None = None) -> list[NoiseFloor]:
-    """Reseed noise of CE-Bench scores on a real SAE: activations once, rows redrawn per seed."""
+    """Reseed noise of CE-Bench scores on a real SAE: activations once; seed s scores the
+    corpus of n_pairs rows drawn with replacement by
+    `np.random.default_rng(derive_seed(s, "noise-floor-corpus"))` (see the module docstring).
+    """
     from cebench.activations import cached_activations
     from cebench.core import encoder_from_sae, segment_sums
     from cebench.datasets import load_contrastive_dataset
@@ -71,8 +78,6 @@ def real_noise_floor(metrics: list[str], source: str, *, model: str | None, data
                          f"choose from {sorted(CE_METRICS)}")
     if seeds < 2:
         raise ValueError(f"need at least 2 seeds to measure noise, got {seeds}")
-    if not 0 < subsample <= 1:
-        raise ValueError(f"subsample must be in (0, 1], got {subsample}")
     is_npz = str(source).endswith(".npz")
     sae = load_sae(source, model_name=model if is_npz else None,
                    hook_name=hook_name if is_npz else None)
@@ -90,7 +95,8 @@ def real_noise_floor(metrics: list[str], source: str, *, model: str | None, data
                          f"d_in={acts.d_in}")
     encoder = encoder_from_sae(sae)
     n_pairs = acts.n_pairs
-    keep = max(2, int(round(subsample * n_pairs)))
+    if n_pairs < 2:
+        raise ValueError(f"{dataset} has {n_pairs} story pair; resampling needs at least 2")
     label = "/".join(sae_label(source))
     results = {m: [] for m in metrics}
     for variant in sorted(variants):
@@ -99,7 +105,8 @@ def real_noise_floor(metrics: list[str], source: str, *, model: str | None, data
         per_pair = n_segments // n_pairs
         active_per_pair = full.active_counts.reshape(n_pairs, per_pair).sum(axis=1)
         for seed in range(seeds):
-            rows = np.sort(np.random.default_rng(seed).choice(n_pairs, keep, replace=False))
+            rng = np.random.default_rng(derive_seed(seed, "noise-floor-corpus"))
+            rows = np.sort(rng.integers(0, n_pairs, n_pairs))  # a fresh corpus, same size
             index = (rows[:, None] * per_pair + np.arange(per_pair)).reshape(-1)
             counts = full.counts[index]
             scores = scores_from_segment_means(

@@ -45,20 +45,30 @@ def test_report_has_the_promised_shape(audited):
     sae = report["saes"][0]
     assert set(sae) >= {"id", "family", "architecture", "width", "l0", "scores"}
     for name, m in report["metrics"].items():
-        assert set(m["reseed"]) >= {"std", "cv", "mdd", "n_seeds"}
+        assert set(m["reseed"]) >= {"std", "cv", "mdd_unpaired", "paired", "n_seeds"}
+        assert set(m["reseed"]["paired"]) == {"16", "32", "64"}  # trained widths, controls
         for gt in ("gt_f1", "gt_mcc"):
             c = m["gt_correlation"][gt]
-            assert set(c) >= {"spearman", "spearman_ci95", "kendall", "n_saes"}
+            assert set(c) >= {"spearman", "spearman_ci95", "kendall", "n_saes", "n_units"}
+            assert c["n_units"] == 1 + 8  # one oracle, eight training configurations
             assert c["spearman_ci95"][0] - 1e-9 <= c["spearman"] <= c["spearman_ci95"][1] + 1e-9
+            within = m["within_strata"][gt]
+            assert set(within["strata"]) == {"family/decoder_noise", "family/dropped",
+                                             "relu_l1/w16", "relu_l1/w32", "topk/w16", "topk/w32"}
         assert set(m["trajectory"]) >= {"snr", "discriminability", "n_pairs"}
         assert m["verdict"]["overall"] in ("trustworthy", "not trustworthy")
     text = (out / "report.json").read_text()
-    assert "NaN" not in text and "Infinity" not in text
+    assert "NaN" not in text and "Infinity" not in text and "1000000000.0" not in text
+    cards = json.loads((out / "card.json").read_text())
+    assert set(cards) == set(report["metrics"])
+    assert cards["gt_f1"]["tracking"]["within_strata"]["n_units"] == 1 + 8
 
 
 def test_sanity_rows(audited):
     _, report = audited
-    assert report["sanity"]["gt_self_correlation"]["gt_f1"] == pytest.approx(1.0)
+    checks = report["sanity"]["checks"]
+    assert checks["planted_truth tracks and is precise"]
+    assert checks["planted_noise is noisy and does not track"]
     assert report["metrics"]["gt_f1"]["gt_correlation"]["gt_f1"]["spearman"] == pytest.approx(1.0)
     assert report["sanity"]["control_ranks_on_ground_truth"]["gt_f1"]["oracle"] == 1
     assert report["sanity"]["control_ranks_on_ground_truth"]["gt_mcc"]["random_init"] >= \

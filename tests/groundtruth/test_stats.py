@@ -227,8 +227,8 @@ def test_weighted_statistics_equal_the_expanded_sample(seed, n, ties):
         lambda: rng.standard_normal(n))
     x, y, z = draw(), draw(), np.column_stack([draw(), rng.standard_normal(n)])
     weights = rng.integers(0, 3, (6, n))
-    got = (stats._weighted_spearman(x, y, weights), stats._weighted_kendall(x, y, weights),
-           stats._weighted_partial_spearman(x, y, z, weights))
+    got = (stats.weighted_spearman(x, y, weights), stats.weighted_kendall(x, y, weights),
+           stats.weighted_partial_spearman(x, y, z, weights))
     for b in range(len(weights)):
         idx = np.repeat(np.arange(n), weights[b])
         if len(idx) < 2:

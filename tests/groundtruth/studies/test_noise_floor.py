@@ -1,5 +1,7 @@
 """groundtruth noise-floor: reseed noise of a metric on synthetic and real SAEs."""
 
+import pytest
+
 from groundtruth.cli import main
 
 
@@ -24,3 +26,33 @@ def test_noise_floor_on_a_real_sae(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert out.count("MDD") == 2 and "over 4 seeds" in out
+
+
+def test_a_real_noise_floor_seed_scores_a_fresh_corpus_of_the_full_size(tmp_path):
+    """Seed s scores the dataset's rows drawn with replacement at the full size: the value
+    equals CE-Bench on exactly those rows, and no knob sets how many rows are drawn."""
+    import numpy as np
+
+    from cebench.activations import cached_activations
+    from cebench.core import score_activations
+    from cebench.datasets import load_contrastive_dataset
+    from cebench.demo import build_demo
+    from cebench.saes import load_sae
+    from groundtruth.studies.noise_floor import real_noise_floor
+    from synthetic_saes.rng import derive_seed
+
+    demo = build_demo(tmp_path / "demo", n_pairs=12)
+    floor, = real_noise_floor(["ce_contrastive"], str(demo.sae_dirs[0]), model=str(demo.model),
+                              dataset=demo.dataset_v4, seeds=3, cache_dir=tmp_path / "cache")
+    sae = load_sae(str(demo.sae_dirs[0]))
+    acts = cached_activations(str(demo.model), sae.cfg.metadata.hook_name,
+                              load_contrastive_dataset(demo.dataset_v4),
+                              cache_dir=tmp_path / "cache")
+    pairs = acts.pairs()
+    for seed, value in enumerate(floor.values):
+        rows = np.sort(np.random.default_rng(derive_seed(seed, "noise-floor-corpus"))
+                       .integers(0, len(pairs), len(pairs)))
+        assert len(rows) == 12 and len(set(rows)) < 12  # full size, with repeats
+        expected = score_activations(sae, [pairs[r] for r in rows]).contrastive
+        assert value == pytest.approx(expected, rel=1e-5)
+    assert floor.noise.std > 0
