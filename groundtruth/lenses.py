@@ -254,29 +254,30 @@ def trajectory_lens(runs: dict[str, tuple[np.ndarray, np.ndarray, float, float |
     metric's reseed std, the paired MDD at the run's width or None).
 
     Pools over runs: discriminability over all pairs, mean SNR and mean slope over noise. A
-    metric without reseed noise has infinite SNR and slope over noise: those are None with a
-    note (no number stands in for infinity).
+    metric without reseed noise has no SNR or slope over noise (infinite, or 0 / 0): those are
+    None with a note (no number stands in for them).
     """
     results = {run: stats.trajectory_discriminability(m, g, noise_std=std, level=level, mdd=mdd)
                for run, (m, g, std, mdd) in runs.items()}
+    noiseless = any(std == 0 for _, _, std, _ in runs.values())
     pairs = sum(r.n_pairs for r in results.values())
     separated = sum(r.discriminability * r.n_pairs for r in results.values())
     out = {
         "discriminability": float(separated / pairs) if pairs else None,
         "n_pairs": int(pairs),
         "n_runs": len(results),
-        "per_run": {run: {"snr": _finite_or_none(r.snr), "discriminability": r.discriminability,
-                          "slope_over_noise": _finite_or_none(r.slope_over_noise)}
+        "per_run": {run: {"snr": None if noiseless else r.snr,
+                          "discriminability": r.discriminability,
+                          "slope_over_noise": None if noiseless else r.slope_over_noise}
                     for run, r in results.items()},
     }
     for key in ("snr", "slope_over_noise"):
-        values = [getattr(r, key) for r in results.values()]
-        if values and all(np.isfinite(values)):
-            out[key] = float(np.mean(values))
+        if results and not noiseless:
+            out[key] = float(np.mean([getattr(r, key) for r in results.values()]))
         else:
             out[key] = None
-            out[f"{key}_note"] = ("infinite: the metric has no reseed noise" if values
-                                  else "no training runs")
+            out[f"{key}_note"] = ("undefined: the metric has no reseed noise to divide by"
+                                  if results else "no training runs")
     if not pairs:
         out["note"] = "no training runs"
     return out
@@ -311,7 +312,3 @@ def control_ranks(values: dict[str, float], controls: dict[str, str]) -> dict[st
     scores = np.array(list(values.values()))
     rank = {sae: int((scores > v).sum()) + 1 for sae, v in values.items()}
     return {name: rank[sae] for name, sae in controls.items() if sae in rank}
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None

@@ -17,7 +17,9 @@ def verdict(entry: dict, rules, primary_gt: str) -> dict:
 
     tracks      the mean within-stratum Spearman with the primary ground truth: its 95% CI
                 lies above track_low ("tracks"), below track_high ("does not track"),
-                between ("inconclusive"), or it is undefined ("undefined", with the reason)
+                between ("inconclusive"), or it is undefined ("undefined", with the reason:
+                no stratum qualifies, or fewer than min_units independent units, where an
+                interval says nothing beyond the units it has)
     precise     the median over strata of paired MDD / within-stratum IQR is at most
                 precision_fraction (undefined counts as not precise, with the reason)
     separates   trajectory discriminability at least `discriminability`
@@ -31,6 +33,11 @@ def verdict(entry: dict, rules, primary_gt: str) -> dict:
     if within.get("mean_spearman") is None or interval is None:
         tracks = "undefined"
         reasons.append(f"tracking within strata is undefined ({within.get('note', 'no strata')})")
+    elif within["n_units"] < rules.min_units:
+        tracks = "undefined"
+        reasons.append(f"tracking within strata rests on {within['n_units']} independent "
+                       f"unit(s), fewer than {rules.min_units} (mean within-stratum Spearman "
+                       f"{within['mean_spearman']:.2f})")
     else:
         low, high = interval
         if low > rules.track_low:
@@ -153,8 +160,10 @@ def _answer_lines(report: dict) -> list[str]:
     if ce:
         tracks = {v: [n for n in ce if metrics[n]["verdict"]["tracks"] == v]
                   for v in ("tracks", "inconclusive", "does not track", "undefined")}
+        said = {"tracks": "track", "inconclusive": "are inconclusive about",
+                "does not track": "do not track", "undefined": "cannot be judged on"}
         lines[0] += (f" Of CE-Bench's {len(ce)} scores, "
-                     + ", ".join(f"{len(v)} {k}" for k, v in tracks.items() if v)
+                     + ", ".join(f"{len(v)} {said[k]}" for k, v in tracks.items() if v)
                      + " ground truth within the strata users compare.")
     if not report["sanity"]["ok"]:
         failed = [k for k, v in report["sanity"]["checks"].items() if not v]
@@ -211,7 +220,8 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
     lines += [
         "", "### Rules", "",
         f"- tracks ground truth: the mean within-stratum Spearman with {primary} has its 95% CI "
-        f"above {rules['track_low']} (does not track: below {rules['track_high']}). Strata are "
+        f"above {rules['track_low']} (does not track: below {rules['track_high']}), over at "
+        f"least {rules['min_units']} independent units. Strata are "
         "where users compare: trained SAEs of one architecture and width, constructed SAEs of "
         "one family; controls are in the pooled numbers only.",
         f"- precise: the paired MDD (z_0.975 x the std of the difference of two SAEs scored with "

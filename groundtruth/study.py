@@ -117,13 +117,16 @@ class LensConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class VerdictRules:
-    """Thresholds of the per-metric verdict (each stated in the report).
+    """Thresholds of the per-metric verdict (each stated in the report; see
+    `groundtruth.report.verdict`).
 
-    tracks         Spearman 95% CI lower bound with the primary ground truth > track_low
-    does not track Spearman 95% CI upper bound < track_high
-    precise        MDD < precision_fraction x the population's interquartile range
+    tracks         the mean within-stratum Spearman with the primary ground truth has its 95%
+                   CI lower bound above track_low, over at least min_units independent units
+    does not track that CI's upper bound below track_high
+    precise        median over strata of paired MDD / within-stratum IQR <= precision_fraction
     separates      discriminability >= discriminability
-    confounded     partial Spearman (width, L0) < Spearman - confound_drop
+    confounded     pooled partial Spearman (width, L0) < pooled Spearman - confound_drop, or
+                   width and L0 explain the metric's ranks entirely
     """
 
     track_low: float = 0.5
@@ -131,6 +134,7 @@ class VerdictRules:
     precision_fraction: float = 0.1
     discriminability: float = 0.5
     confound_drop: float = 0.3
+    min_units: int = 5
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,6 +57,13 @@ def test_undefined_tracking_is_not_a_verdict_of_no_tracking():
     assert "no stratum has enough SAEs" in v["reasons"][0]
 
 
+def test_tracking_on_too_few_independent_units_is_undefined():
+    e = entry(within=(0.98, [0.94, 1.0]))
+    e["within_strata"]["gt_f1"]["n_units"] = 1  # e.g. only one oracle's families vary
+    v = verdict(e, RULES, "gt_f1")
+    assert v["tracks"] == "undefined" and "1 independent unit" in v["reasons"][0]
+
+
 def test_precision_noise_and_undefined_precision():
     noisy = verdict(entry(precise=False, ratio=0.4), RULES, "gt_f1")
     assert noisy["precise"] is False and "noisy" in noisy["reasons"][0]
