@@ -1007,32 +1007,40 @@ def variance_decomposition(values) -> dict:
     """Variance components of a metric along training: checkpoint, training seed, metric seed.
 
     `values` has shape [n_checkpoints C, n_training_seeds T, n_metric_seeds M]: the metric at
-    checkpoint c of training seed t, measured with metric seed m. The balanced nested
-    random-effects model
+    checkpoint c of training seed t, measured with metric seed m. A training seed is one
+    trajectory through every checkpoint, so seeds and checkpoints are crossed, and metric
+    seeds are nested in their cells. The random-effects model
 
-        v_ctm = mu + a_c + b_ct + e_ctm,   Var a = s_c^2, Var b = s_t^2, Var e = s_m^2,
+        v_ctm = mu + a_c + s_t + (as)_ct + e_ctm,
+        Var a = s_c^2, Var s = s_t^2, Var (as) = s_ct^2, Var e = s_m^2,
 
-    is fitted by expected mean squares (ANOVA estimates). With m the grand mean, m_c and
-    m_ct the means over (t, m) and over m,
+    is fitted by expected mean squares (ANOVA estimates). With m the grand mean and m_c, m_t,
+    m_ct the means over the other axes,
 
-        MS_c = T M sum_c (m_c - m)^2 / (C - 1)
-        MS_t = M sum_{c,t} (m_ct - m_c)^2 / (C (T - 1))
-        MS_m = sum_{c,t,m} (v_ctm - m_ct)^2 / (C T (M - 1))
+        MS_c  = T M sum_c (m_c - m)^2 / (C - 1)
+        MS_t  = C M sum_t (m_t - m)^2 / (T - 1)
+        MS_ct = M sum_{c,t} (m_ct - m_c - m_t + m)^2 / ((C - 1) (T - 1))
+        MS_m  = sum_{c,t,m} (v_ctm - m_ct)^2 / (C T (M - 1))
 
-    and E[MS_m] = s_m^2, E[MS_t] = s_m^2 + M s_t^2, E[MS_c] = s_m^2 + M s_t^2 + T M s_c^2, so
+    and, from E[MS_m] = s_m^2, E[MS_ct] = s_m^2 + M s_ct^2, E[MS_t] = E[MS_ct] + C M s_t^2,
+    E[MS_c] = E[MS_ct] + T M s_c^2,
 
-        s_m^2 = MS_m,   s_t^2 = (MS_t - MS_m) / M,   s_c^2 = (MS_c - MS_t) / (T M).
+        s_m^2 = MS_m,  s_ct^2 = (MS_ct - MS_m) / M,
+        s_t^2 = (MS_t - MS_ct) / (C M),  s_c^2 = (MS_c - MS_ct) / (T M).
 
-    These estimates are unbiased but can be negative; a negative one is set to 0 and named in
-    "truncated". The fraction of a source is its component over the sum of the three (the
-    share of the variance of one value, v_ctm, that the source explains). Pure metric noise
-    gives about 0 / 0 / 1; a metric that moves along training, checkpoint near 1.
+    A fixed trend a_c counts as its variance over checkpoints (ddof 1). The estimates are
+    unbiased but can be negative; a negative one is set to 0 and named in "truncated". The
+    training seed's component is s_t^2 + s_ct^2 (a seed's lasting offset plus how its
+    trajectory wanders); the fraction of a source is its component over the sum of the
+    three (its share of the variance of one value v_ctm). Pure metric noise gives about
+    0 / 0 / 1; a metric that moves along training, checkpoint near 1.
 
     Returns:
-        {"checkpoint", "training_seed", "metric_seed": fractions (None when all three
-        components are 0: nothing to apportion), "components": {source: variance after
-        truncation}, "estimates": {source: untruncated estimate}, "truncated": [sources set
-        to 0], "total_variance": sum of the components}.
+        {"checkpoint", "training_seed", "metric_seed": fractions (None when all components
+        are 0: nothing to apportion), "components": {source: variance after truncation},
+        "estimates": {"checkpoint", "seed", "seed_by_checkpoint", "metric_seed": the
+        untruncated estimates}, "truncated": [estimates set to 0], "total_variance": sum of
+        the components}.
 
     Raises:
         ValueError: not 3-D, fewer than 2 checkpoints, training seeds or metric seeds (a
@@ -1041,7 +1049,7 @@ def variance_decomposition(values) -> dict:
     Examples:
         >>> d = variance_decomposition(np.arange(1.0, 16.0, 2.0).reshape(2, 2, 2))
         >>> d["components"]
-        {'checkpoint': 28.0, 'training_seed': 7.0, 'metric_seed': 2.0}
+        {'checkpoint': 32.0, 'training_seed': 8.0, 'metric_seed': 2.0}
     """
     v = _as_array("values", values, ndim=3)
     for axis, name in enumerate(("n_checkpoints", "n_training_seeds", "n_metric_seeds")):
@@ -1051,21 +1059,27 @@ def variance_decomposition(values) -> dict:
                 f"with each at least 2 to estimate every component; {name} is "
                 f"{v.shape[axis]} (shape {v.shape})"
             )
-    n_checkpoints, n_train, n_metric = v.shape
+    n_c, n_t, n_m = v.shape
     grand = v.mean()
-    mean_ct = v.mean(axis=2, keepdims=True)
-    mean_c = mean_ct.mean(axis=1, keepdims=True)
-    ms_checkpoint = n_train * n_metric * float(np.sum((mean_c - grand) ** 2)) / (n_checkpoints - 1)
-    ms_training = n_metric * float(np.sum((mean_ct - mean_c) ** 2)) / (n_checkpoints * (n_train - 1))
-    ms_metric = float(np.sum((v - mean_ct) ** 2)) / (n_checkpoints * n_train * (n_metric - 1))
-    estimates = {"checkpoint": (ms_checkpoint - ms_training) / (n_train * n_metric),
-                 "training_seed": (ms_training - ms_metric) / n_metric,
-                 "metric_seed": ms_metric}
-    components = {k: max(0.0, e) for k, e in estimates.items()}
+    cell = v.mean(axis=2)  # [C, T]
+    by_c, by_t = cell.mean(axis=1), cell.mean(axis=0)
+    ms_c = n_t * n_m * float(np.sum((by_c - grand) ** 2)) / (n_c - 1)
+    ms_t = n_c * n_m * float(np.sum((by_t - grand) ** 2)) / (n_t - 1)
+    interaction = cell - by_c[:, None] - by_t[None, :] + grand
+    ms_ct = n_m * float(np.sum(interaction**2)) / ((n_c - 1) * (n_t - 1))
+    ms_m = float(np.sum((v - cell[:, :, None]) ** 2)) / (n_c * n_t * (n_m - 1))
+    estimates = {"checkpoint": (ms_c - ms_ct) / (n_t * n_m),
+                 "seed": (ms_t - ms_ct) / (n_c * n_m),
+                 "seed_by_checkpoint": (ms_ct - ms_m) / n_m,
+                 "metric_seed": ms_m}
+    kept = {k: max(0.0, e) for k, e in estimates.items()}
+    components = {"checkpoint": kept["checkpoint"],
+                  "training_seed": kept["seed"] + kept["seed_by_checkpoint"],
+                  "metric_seed": kept["metric_seed"]}
     total = sum(components.values())
     out = {k: (components[k] / total if total > 0 else None) for k in VARIANCE_SOURCES}
     return {**out, "components": components, "estimates": estimates,
-            "truncated": [k for k in VARIANCE_SOURCES if estimates[k] < 0],
+            "truncated": [k for k, e in estimates.items() if e < 0],
             "total_variance": total}
 
 
