@@ -41,7 +41,8 @@ from synthetic_saes.families import CONTROLS
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.semisynthetic.world import LanguageWorld
 
-__all__ = ["run_audit", "plan_evaluations", "MIN_CORRELATION_SAES"]
+__all__ = ["run_audit", "plan_evaluations", "decomposition_runs", "metric_entry",
+           "build_report", "MIN_CORRELATION_SAES"]
 
 MIN_CORRELATION_SAES = 6
 
@@ -55,7 +56,9 @@ def _metrics_to_measure(study: StudyConfig) -> list[str]:
     return names
 
 
-def _decomposition_runs(study: StudyConfig) -> set[str]:
+def decomposition_runs(study: StudyConfig) -> set[str]:
+    """Run keys measured at several metric seeds: per architecture, the middle sparsity at the
+    widest width."""
     plan = study.training
     runs = set()
     for arch in plan.architectures:
@@ -69,7 +72,7 @@ def plan_evaluations(study: StudyConfig,
                      members: list[PopulationMember]) -> dict[str, list[int]]:
     """SAE id -> the metric seeds it is measured at (see the module docstring)."""
     first_seed = study.training.seeds[0]
-    decomposition = _decomposition_runs(study)
+    decomposition = decomposition_runs(study)
     plan = {}
     for member in members:
         seeds = {0}
@@ -234,12 +237,14 @@ PLANTED = {
 metric, so a wiring error that flatters or condemns every metric shows up here."""
 
 
-def _metric_entry(about: dict, value, design: AuditDesign, study: StudyConfig,
+def metric_entry(about: dict, value, design: AuditDesign, study: StudyConfig,
                   gt_columns: dict[str, np.ndarray], gt_grids: dict[str, np.ndarray],
                   l0: np.ndarray) -> dict:
-    """Every lens applied to one metric; value(sae_id, seed) -> the metric's stored value.
+    """Every lens applied to one metric; value(sae_id, seed) -> the metric's value.
 
-    `about` holds the metric's description, kind, seed_changes and higher_is_better.
+    `about` holds the metric's description, kind, seed_changes and higher_is_better. The
+    audit runs it on stored values, the sanity checks and the calibration study
+    (`groundtruth.studies.calibration`) on planted ones: one code path for all three.
     """
     lenses = study.lenses
     primary = lenses.ground_truth[0]
@@ -265,14 +270,14 @@ def _metric_entry(about: dict, value, design: AuditDesign, study: StudyConfig,
         run: (grid(run), gt_grids[run], reseed["std"],
               reseed["paired"].get(str(members[0].width), {}).get("mdd"))
         for run, members in design.runs.items()})
-    decomposition_runs = [run for run in design.runs if run in _decomposition_runs(study)]
+    several_seeds = decomposition_runs(study)
     if len(design.training_seeds) < 2:
         decomposition = decomposition_lens({}) | {
             "note": "one training seed: the training-seed component cannot be estimated"}
     else:
         decomposition = decomposition_lens({  # [checkpoints, training seeds, metric seeds]
             run: np.stack([grid(run, s).T for s in range(lenses.decomposition_seeds)], axis=-1)
-            for run in decomposition_runs})
+            for run in design.runs if run in several_seeds})
     entry = {
         **about,
         "reseed": {k: v for k, v in reseed.items() if k != "per_sae_std"},
@@ -310,7 +315,7 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
     about = {name: {"description": spec.description, "kind": spec.kind,
                     "seed_changes": spec.seed_changes, "higher_is_better": spec.higher_is_better}
              for name, spec in specs.items()}
-    report_metrics = {name: _metric_entry(about[name], stored(name), design, study, gt_columns,
+    report_metrics = {name: metric_entry(about[name], stored(name), design, study, gt_columns,
                                           gt_grids, l0) for name in metrics}
     trajectories = {
         name: {run: {"steps": [int(s.step) for s in sorted(run_members, key=lambda m: m.checkpoint)
@@ -326,7 +331,7 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
         "planted_noise": lambda sae_id, seed: float(np.random.default_rng(
             derive_seed(study.seed, "planted-noise", sae_id, seed)).standard_normal()),
     }
-    planted = {name: {"description": description, "verdict": _metric_entry(
+    planted = {name: {"description": description, "verdict": metric_entry(
         {"description": description, "kind": "planted", "seed_changes": "fresh noise",
          "higher_is_better": True}, planted_values[name], design, study, gt_columns, gt_grids,
         l0)["verdict"]} for name, description in PLANTED.items()}

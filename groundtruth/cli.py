@@ -4,6 +4,7 @@
     groundtruth audit --config experiments/X.toml --out runs/X
     groundtruth noise-floor --metric ce_contrastive --family decoder_noise:0.5
     groundtruth noise-floor --metric ce_contrastive --sae path/to/sae --model M --dataset D
+    groundtruth seeds-needed --metric ce_contrastive --delta 0.05 [--report runs/X/report.json]
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def _build_parser() -> argparse.ArgumentParser:
     real.add_argument("--dataset", help="local contrastive-stories file (real SAEs)")
     real.add_argument("--hook", help="hook of a params.npz outside Gemma Scope's layout")
     real.add_argument("--cache-dir", default="runs/noise_floor_cache")
+
+    power = commands.add_parser(
+        "seeds-needed", help="metric and training seeds needed to detect a difference, from an "
+                             "audit's measured noise")
+    power.add_argument("--metric", required=True, help="a metric of the audit's report")
+    power.add_argument("--delta", type=float, required=True,
+                       help="the difference in the metric to detect")
+    power.add_argument("--report", default="runs/ce_vs_groundtruth/report.json",
+                       help="an audit's report.json (default: the default study's)")
+    power.add_argument("--power", type=float, default=0.8, help="probability of detecting it "
+                                                                 "(default 0.8)")
+    power.add_argument("--level", type=float, default=0.95,
+                       help="confidence level of the two-sided test (default 0.95)")
     return parser
 
 
@@ -120,6 +134,42 @@ def _noise_floor(args) -> int:
     return 0
 
 
+def _seeds_needed(args) -> int:
+    import json
+
+    from groundtruth.power import seeds_needed
+
+    path = Path(args.report)
+    if not path.is_file():
+        raise ValueError(f"no audit report at {path}: run the audit first (make audit) or "
+                         "pass --report")
+    try:
+        report = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not JSON: {error}") from None
+    metrics = report.get("metrics", {})
+    if args.metric not in metrics:
+        raise ValueError(f"{path} has no metric {args.metric!r}; it has {sorted(metrics)}")
+    entry = metrics[args.metric]
+    if "paired" not in entry.get("reseed", {}):
+        raise ValueError(f"{path} was written before paired noise was measured: rerun its audit")
+    need = seeds_needed(entry, args.delta, power=args.power, level=args.level)
+    print(f"{args.metric}: to detect a difference of {args.delta:g} with power {args.power:g} "
+          f"(two-sided, level {args.level:g}), from {path}:")
+    for width, n in sorted(need["metric_seeds"].items(), key=lambda item: int(item[0])):
+        std = need["paired_std"][width]
+        print(f"  metric seeds per SAE, width {width}: "
+              + ("unknown (fewer than two reseeded SAEs)" if n is None
+                 else f"{n} (paired std {std:.3g}; both SAEs scored with the same seeds)"))
+    if need["training_seeds"] is None:
+        print(f"  training seeds per configuration: unknown ({need['note']})")
+    else:
+        print(f"  training seeds per configuration, one metric seed each: "
+              f"{need['training_seeds']} (training-seed std {need['training_std']:.3g}, "
+              f"metric-seed std {need['metric_seed_std']:.3g}, from the variance components)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -127,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             return _audit(args)
         if args.command == "noise-floor":
             return _noise_floor(args)
+        if args.command == "seeds-needed":
+            return _seeds_needed(args)
     except ValueError as error:
         print(f"groundtruth {args.command}: error: {error}", file=sys.stderr)
         return 2

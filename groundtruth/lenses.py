@@ -288,19 +288,24 @@ def decomposition_lens(runs: dict[str, np.ndarray]) -> dict:
 
     Each run's variance components (`stats.variance_decomposition`, random-effects estimates)
     are averaged over the runs, and each source's fraction is its mean component over the sum.
+    "estimates" averages the untruncated estimates (unbiased; "components" are truncated at 0
+    run by run, so they lean upward where a source is near 0).
     No runs, or components that are all 0, give null fractions with the reason.
     """
     keys = stats.VARIANCE_SOURCES
     if not runs:
-        return {**{k: None for k in keys}, "components": None, "truncated": {}, "n_runs": 0,
+        return {**{k: None for k in keys}, "components": None, "estimates": None,
+                "truncated": {}, "n_runs": 0,
                 "note": "no trajectory was measured with several metric seeds"}
     parts = {run: stats.variance_decomposition(v) for run, v in runs.items()}
     components = {k: float(np.mean([p["components"][k] for p in parts.values()])) for k in keys}
+    estimates = {k: float(np.mean([p["estimates"][k] for p in parts.values()]))
+                 for k in next(iter(parts.values()))["estimates"]}
     total = sum(components.values())
     out = {k: (components[k] / total if total > 0 else None) for k in keys}
     if total == 0:
         out["note"] = "the metric is constant along every trajectory: nothing to apportion"
-    return {**out, "components": components, "n_runs": len(parts),
+    return {**out, "components": components, "estimates": estimates, "n_runs": len(parts),
             "truncated": {run: p["truncated"] for run, p in parts.items() if p["truncated"]}}
 
 

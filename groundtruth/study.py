@@ -29,7 +29,7 @@ WORLD_KINDS = ("synthetic", "language")
 """`[world] kind`: a synthetic preset (default) or the language model's activations."""
 
 STUDY_KINDS = ("audit", "contrastive_siblings", "regression_holdout", "width_confound",
-               "cebench_published")
+               "cebench_published", "calibration")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,6 +5,7 @@
     width_confound        do CE scores grow with width at equal quality?
     regression_holdout    does C + I - alpha L0 (and a linear predictor) generalise?
     cebench_published     CE-Bench's published claims on its published numbers
+    calibration           the auditor on planted metrics: coverage, MDD, verdicts
 Beside them: `predictors` (fitted predictors shared by cebench_published and
 regression_holdout) and `noise_floor` (reseed noise of a metric on given SAEs, the
 `groundtruth noise-floor` command).
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from groundtruth.audit import run_audit
 from groundtruth.studies import (
-    cebench_published, contrastive_siblings, regression_holdout, width_confound,
+    calibration, cebench_published, contrastive_siblings, regression_holdout, width_confound,
 )
 from groundtruth.study import StudyConfig
 
@@ -32,6 +33,7 @@ STUDIES: dict[str, Callable[..., Path]] = {
     "regression_holdout": regression_holdout.run,
     "width_confound": width_confound.run,
     "cebench_published": cebench_published.run,
+    "calibration": calibration.run,
 }
 
 
