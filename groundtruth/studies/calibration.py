@@ -1,10 +1,12 @@
 """Study `calibration`: the auditor, audited on metrics whose reliability we plant.
 
-Many populations are simulated with the shape of the audit the study's TOML describes: its
-controls, constructed families, and trained runs (architecture x sparsity x width) with
-seeds and checkpoints. They have the same clusters, strata, reseed set and decomposition
-runs. On each population, planted metrics go through `groundtruth.audit.metric_entry`, the
-code path of the real audit, lenses and verdict included.
+Many populations are simulated with the shape of an audit study (`[options] source_study`,
+by default experiments/ce_vs_groundtruth.toml): its controls, constructed families, and
+trained runs (architecture x sparsity x width) with seeds and checkpoints. They have the same
+clusters, strata, reseed set and decomposition runs, and the lenses use that study's
+bootstrap size and verdict rules. On each population, planted metrics go through
+`groundtruth.audit.metric_entry`, the code path of the real audit, lenses and verdict
+included.
 
 The simulated ground truth q (it plays the study's primary ground truth):
 - controls: oracle 0.9, best_k 0.3, permuted decoder 0.05, random 0.01 and 0.015;
@@ -20,12 +22,12 @@ The planted metrics and what a correct auditor must say of them (`PLANTED`):
     faithful          q + N(0, 0.0005) per SAE and seed              trustworthy
     shared_seed       q + N(0, 0.02) shared by every SAE at a seed +  trustworthy: pairing
                       N(0, 0.0005) of its own                         removes the shared part
-    noisy             q + N(0, 0.3)                                    noisy, does not track
+    noisy             q + N(0, 0.3)                                    noisy, not judged to track
     width             the SAE's width                                  confounded, undefined
     l0                -L0                                              confounded
     constant          1                                                undefined
     within_only       q - 3 x (mean final q of its stratum), + noise   tracks within strata
-    null_clustered    N(0, 1) per cluster + N(0, 0.3) per SAE + noise  does not track
+    null_clustered    N(0, 1) per cluster + N(0, 0.3) per SAE + noise  not judged to track
                       (independent of q)
     slope             0.1 c / (C - 1) + N(0, 0.01) per SAE and seed    slope over noise 10
 
@@ -41,6 +43,7 @@ What the report checks, against the planted truth:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -52,7 +55,7 @@ from groundtruth.audit import decomposition_runs, metric_entry, plan_evaluations
 from groundtruth.design import AuditDesign
 from groundtruth.population import PopulationMember, run_key
 from groundtruth.report import write_study_report
-from groundtruth.study import StudyConfig
+from groundtruth.study import StudyConfig, load_study, repository_path
 from synthetic_saes.families import CONTROLS, FAMILIES
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.validation import require_positive_int
@@ -69,12 +72,12 @@ TOLERANCE = 0.10  # relative, for MDD, variance components and slope
 PLANTED = {
     "faithful": {"label": "trustworthy", "noise_sd": 0.0005},
     "shared_seed": {"label": "trustworthy", "noise_sd": 0.0005, "shared_sd": 0.02},
-    "noisy": {"label": "noisy, does not track", "noise_sd": 0.3},
+    "noisy": {"label": "noisy, not judged to track", "noise_sd": 0.3},
     "width": {"label": "confounded, tracking undefined"},
     "l0": {"label": "confounded"},
     "constant": {"label": "tracking undefined"},
     "within_only": {"label": "tracks within strata", "noise_sd": 0.0005},
-    "null_clustered": {"label": "does not track", "noise_sd": 0.0005},
+    "null_clustered": {"label": "not judged to track", "noise_sd": 0.0005},
     "slope": {"label": "slope over noise 10", "noise_sd": 0.01, "slope": 0.1},
 }
 """Planted metric -> what a correct auditor says, and the noise it carries (module doc)."""
@@ -329,12 +332,12 @@ def _expected_verdicts(confusion: dict) -> dict[str, bool]:
         "shared_seed is precise (pairing removes the shared noise)":
             c["shared_seed"]["precise"] >= 0.9,
         "noisy is not precise": c["noisy"]["precise"] <= 0.1,
-        "noisy does not track": c["noisy"]["tracks"] <= 0.1,
+        "noisy is not judged to track": c["noisy"]["tracks"] <= 0.1,
         "width is confounded": c["width"]["confounded"] >= 0.9,
         "l0 is confounded": c["l0"]["confounded"] >= 0.9,
         "constant cannot be judged": c["constant"]["undefined"] >= 0.9,
         "within_only tracks within strata": c["within_only"]["tracks"] >= 0.9,
-        "null_clustered does not track": c["null_clustered"]["tracks"] <= 0.1,
+        "null_clustered is not judged to track": c["null_clustered"]["tracks"] <= 0.1,
     }
 
 
@@ -348,16 +351,27 @@ def calibrate(study: StudyConfig, *, populations: int, progress: bool = False) -
     return summarize(runs, study)
 
 
+def shaped_like(study: StudyConfig) -> StudyConfig:
+    """The audit study whose shape, bootstrap size and rules are calibrated (`[options]
+    source_study`), with the calibration study's seed (which draws the populations)."""
+    source = load_study(repository_path(study.options.get(
+        "source_study", "experiments/ce_vs_groundtruth.toml")))
+    if source.kind != "audit":
+        raise ValueError(f"options.source_study must be an audit study, got {source.kind!r}")
+    if len(source.training.seeds) < 2 or source.lenses.decomposition_seeds < 2:
+        raise ValueError("calibration needs an audit with at least 2 training seeds and 2 "
+                         "decomposition seeds (the variance components are calibrated too)")
+    return dataclasses.replace(source, seed=study.seed)
+
+
 def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
-    """The study runner: `[options]` populations (default 300). Writes report.json and
-    report.md into `out`; returns report.json."""
+    """The study runner: `[options]` populations (default 300) and source_study. Writes
+    report.json and report.md into `out`; returns report.json."""
     populations = study.options.get("populations", 300)
     require_positive_int("options.populations", populations)
-    if len(study.training.seeds) < 2 or study.lenses.decomposition_seeds < 2:
-        raise ValueError("calibration needs at least 2 training seeds and 2 decomposition "
-                         "seeds (the variance components are calibrated too)")
-    summary = calibrate(study, populations=populations, progress=progress)
-    report = {"config": study.to_dict(), **summary}
+    shape = shaped_like(study)
+    summary = calibrate(shape, populations=populations, progress=progress)
+    report = {"config": study.to_dict(), "shape": shape.to_dict(), **summary}
     return write_study_report(Path(out), report, lambda r, _: _markdown(r))
 
 
@@ -370,7 +384,8 @@ def _markdown(report: dict) -> str:
     lines = [
         "# Calibration: the auditor, audited on planted metrics", "",
         f"**The answer.** On {report['n_populations']} simulated populations shaped like the "
-        f"audit of this study, the auditor {verdict} its own targets: 95% intervals cover "
+        f"audit `{report['shape']['name']}` (its clusters, strata, trajectories, bootstrap "
+        f"size and verdict rules), the auditor {verdict} its own targets: 95% intervals cover "
         f"their known value {report['coverage_target'][0]}-{report['coverage_target'][1]} of "
         f"the time, MDD, variance components and slope over noise land within "
         f"{report['tolerance']:.0%} of the planted values, and every planted metric gets the "
