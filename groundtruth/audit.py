@@ -331,20 +331,26 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
         "planted_noise": lambda sae_id, seed: float(np.random.default_rng(
             derive_seed(study.seed, "planted-noise", sae_id, seed)).standard_normal()),
     }
-    planted = {name: {"description": description, "verdict": metric_entry(
-        {"description": description, "kind": "planted", "seed_changes": "fresh noise",
-         "higher_is_better": True}, planted_values[name], design, study, gt_columns, gt_grids,
-        l0)["verdict"]} for name, description in PLANTED.items()}
+    planted = {}
+    for name, description in PLANTED.items():
+        entry = metric_entry({"description": description, "kind": "planted",
+                              "seed_changes": "fresh noise", "higher_is_better": True},
+                             planted_values[name], design, study, gt_columns, gt_grids, l0)
+        planted[name] = {"description": description, "verdict": entry["verdict"],
+                         "n_units": entry["within_strata"][primary]["n_units"]}
     sanity_ranks = {g: control_ranks(dict(zip(ids, gt_columns[g])), design.controls)
                     for g in gts}
-    checks = {
-        "planted_truth tracks and is precise":
-            planted["planted_truth"]["verdict"]["tracks"] == "tracks"
-            and planted["planted_truth"]["verdict"]["precise"] is True,
-        "planted_noise is noisy and does not track":
-            planted["planted_noise"]["verdict"]["precise"] is False
-            and planted["planted_noise"]["verdict"]["tracks"] != "tracks",
-    }
+    truth_verdict = planted["planted_truth"]["verdict"]
+    if planted["planted_truth"]["n_units"] >= study.verdict.min_units:
+        checks = {"planted_truth tracks and is precise":
+                  truth_verdict["tracks"] == "tracks" and truth_verdict["precise"] is True}
+    else:  # the design has too few independent units for any metric to be judged to track
+        checks = {f"planted_truth is precise, and its tracking undefined on fewer than "
+                  f"{study.verdict.min_units} independent units":
+                  truth_verdict["tracks"] == "undefined" and truth_verdict["precise"] is True}
+    checks["planted_noise is noisy and does not track"] = (
+        planted["planted_noise"]["verdict"]["precise"] is False
+        and planted["planted_noise"]["verdict"]["tracks"] != "tracks")
     n = len(population)
     for g, ranks in sanity_ranks.items():
         if "oracle" in ranks:
