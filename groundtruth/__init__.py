@@ -3,8 +3,10 @@ discriminability, and reports people read. Three layers, each importing only tho
 
 metrics/      name -> metric(sae, data, seed) -> float: the registry, the shipped metrics,
               AuditData (the seeded inputs), ground-truth matching and quality, probing
-audit core    study (TOML configs), study_world, population (the SAEs), store (values as they
-              are computed), stats, lenses, report, model_outputs, audit (runs an audit study)
+audit core    study (TOML configs), study_world, population (the SAEs), design (clusters,
+              strata, reseed set, trajectories), store (values as they are computed), stats,
+              lenses, report (verdicts, cards), power (seeds needed), model_outputs, audit
+              (runs an audit study)
 studies/      one file per study kind; STUDIES maps kind -> runner
 cli           the `groundtruth` command (argparse only)
 """
