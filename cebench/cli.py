@@ -56,7 +56,12 @@ def _build_parser() -> argparse.ArgumentParser:
     how.add_argument("--ibar-zero-defect", action="store_true",
                      help="reproduce the reference's Ibar == 0 defect (for published numbers)")
     how.add_argument("--limit", type=int, help="score only the first N rows")
-    how.add_argument("--force", action="store_true", help="rescore SAEs already scored")
+    how.add_argument("--keep-relevance-rows", action="store_true",
+                     help="v1: also score rows whose subject contains 'relevance to ' (the "
+                          "reference's v1 code skips them, and so do we by default)")
+    how.add_argument("--force", action="store_true",
+                     help="rescore SAEs already scored, and replace a result file that holds "
+                          "another SAE's result under the same label")
     how.add_argument("--no-progress", action="store_true", help="no progress bars")
     scale = score.add_argument_group("more than one machine")
     scale.add_argument("--shard", metavar="K/N",
@@ -112,6 +117,7 @@ def _score(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens, llm_dtype=args.llm_dtype, device=args.device,
         chunk_size=args.chunk_size, compute_dtype=args.compute_dtype,
         ibar_zero_defect=args.ibar_zero_defect, limit=args.limit,
+        keep_relevance_rows=args.keep_relevance_rows,
     )
     results = run_sweep(saes, dataset_path=args.dataset, output_folder=args.output_folder,
                         model=args.model, hook_name=args.hook, cache_dir=args.cache_dir,

@@ -35,6 +35,7 @@ each sae_id against the other.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 import re
 import zipfile
@@ -56,6 +57,7 @@ __all__ = [
     "load_sae",
     "select_saes",
     "sae_label",
+    "sae_identity",
     "write_gemma_scope_npz",
 ]
 
@@ -220,6 +222,34 @@ def sae_label(source: str | Path, sae_id: str | None = None) -> tuple[str, str]:
     if layout is not None and layout.sae_id:
         return layout.release, layout.sae_id
     return leaf.parent.name or "local", leaf.name
+
+
+def sae_identity(source: str | Path, sae_id: str | None = None) -> dict[str, str | None]:
+    """What makes a result this SAE's, whatever its label says.
+
+    A release is identified by its release and id ("release/sae_id"; the hub names it). A path
+    is identified by its resolved location and the sha256 of its files: the file itself
+    (params.npz), or, for a sae-lens directory, every file directly in it, by name and
+    content in name order. Two SAEs that share a label (`sae_label`) differ here.
+
+    Returns:
+        {"source": str, "sha256": hex digest or None for a release}.
+
+    Raises:
+        ValueError: as `sae_label`.
+    """
+    kind, target = _classify(source, sae_id)
+    if kind == "release":
+        return {"source": f"{target}/{sae_id}", "sha256": None}
+    path = Path(target).resolve()
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode("utf-8") + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return {"source": str(path), "sha256": digest.hexdigest()}
 
 
 def write_gemma_scope_npz(params: SAEWeights, path: str | Path) -> Path:

@@ -2,16 +2,25 @@
 
 For each SAE: load it, get the dataset's activations at its hook (computed once per hook and
 cached on disk, shared by every SAE on that hook; the model is loaded at most once per run),
-stream them through the JAX core, and write one result file. Result files appear atomically;
-an SAE whose result file exists with the same evaluation settings is skipped (unless `force`),
-so an interrupted sweep resumes where it stopped.
+stream them through the JAX core, and write one result file. Result files appear atomically
+(mode 0644, like any file the user creates).
+
+A result belongs to one SAE: the file records the SAE's identity (`cebench.saes.sae_identity`:
+its release and id, or its resolved path and a hash of its files). An SAE whose result file
+exists with the same identity and evaluation settings is skipped (unless `force`), so an
+interrupted sweep resumes where it stopped. Two SAEs of one run that would write the same file
+(the same label) are refused before any work, naming both; an existing file that holds another
+SAE's result is never overwritten silently (the run stops, naming both, unless `force`).
+
+The v1 variant skips rows whose subject contains "relevance to ", as the reference's v1 code
+does (utils/contrastive_eval.py); `ScoreConfig.keep_relevance_rows` keeps them.
 
 Result file (one per SAE, `{release}_{sae_id}_eval_results.json` with "/" -> "_"), in
 SAEBench's shape so its tooling reads it:
     eval_type_id "ce_bench", eval_config, eval_id, datetime_epoch_millis,
     eval_result_metrics {"ce_bench": {flat scalar metrics}}, eval_result_details (per row),
-    eval_result_unstructured, sae_bench_commit_hash, sae_lens_id, sae_lens_release_id,
-    sae_lens_version, sae_cfg_dict,
+    eval_result_unstructured, sae_bench_commit_hash ("Unknown": not run by SAEBench), sae_lens_id,
+    sae_lens_release_id, sae_lens_version, sae_cfg_dict, sae_identity,
 plus the reference CE-Bench's results.json keys: contrastive_dataset, sae_release, sae_id,
 contrastive_score_mean, independent_score_mean, interpretability_score_mean (every pooling),
 total_rows, sae_config, date.
@@ -32,7 +41,7 @@ from cebench.activations import cached_activations
 from cebench.core import encoder_from_sae, score_segments, segment_sums
 from cebench.datasets import load_contrastive_dataset
 from cebench.models import load_model
-from cebench.saes import load_sae, sae_label
+from cebench.saes import load_sae, sae_identity, sae_label
 from cebench.scores import PAPER_ALPHA, CEScores
 
 __all__ = ["ScoreConfig", "SAESource", "SweepResult", "run_sweep", "result_path",
@@ -56,6 +65,7 @@ class ScoreConfig:
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     ibar_zero_defect: bool = False
     limit: int | None = None
+    keep_relevance_rows: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in ("auto", "v4", "v1"):
@@ -102,14 +112,47 @@ def _eval_config(config: ScoreConfig, variant: str, dataset, model_name: str) ->
     return out
 
 
-def _already_done(path: Path, eval_config: dict) -> bool:
+def _already_done(path: Path, eval_config: dict, identity: dict, source: SAESource,
+                  force: bool) -> bool:
+    """Whether `path` already holds this SAE's result with these settings. Raises when it
+    holds another SAE's result (unless `force`): rescoring would silently replace it."""
     if not path.exists():
         return False
     try:
         existing = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return existing.get("eval_type_id") == EVAL_TYPE_ID and existing.get("eval_config") == eval_config
+    theirs = existing.get("sae_identity")
+    if theirs is not None and theirs != identity and not force:
+        raise ValueError(
+            f"{path} holds the result of another SAE ({theirs.get('source')}) with the same "
+            f"label as {source.source}: score into another output folder, or pass force "
+            "(--force) to replace it")
+    return (not force and existing.get("eval_type_id") == EVAL_TYPE_ID
+            and existing.get("eval_config") == eval_config and theirs == identity)
+
+
+def _check_unique_labels(saes: list[SAESource], labels: list[tuple[str, str]]) -> None:
+    """Refuse two SAEs that would write one result file."""
+    seen: dict[tuple[str, str], SAESource] = {}
+    for spec, label in zip(saes, labels):
+        if label in seen:
+            raise ValueError(
+                f"{seen[label].source} and {spec.source} have the same label {'/'.join(label)} "
+                "and would write one result file: score them into separate output folders, or "
+                "rename one of their folders")
+        seen[label] = spec
+
+
+def _without_relevance_rows(dataset):
+    """The reference's v1 code skips rows whose subject contains "relevance to "."""
+    from cebench.datasets import ContrastiveDataset
+
+    kept = tuple(row for row in dataset.rows if "relevance to " not in row.subject)
+    if not kept:
+        raise ValueError(f"every row of {dataset.name} has a 'relevance to ' subject, which v1 "
+                         "skips: pass keep_relevance_rows (--keep-relevance-rows) to score them")
+    return ContrastiveDataset(name=dataset.name, schema=dataset.schema, rows=kept)
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -121,14 +164,21 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def _payload(scores: CEScores, *, release: str, sae_id: str, sae, eval_config: dict,
-             dataset) -> dict[str, Any]:
+             dataset, identity: dict) -> dict[str, Any]:
     import sae_lens
 
     per_pair = scores.per_pair
@@ -143,20 +193,21 @@ def _payload(scores: CEScores, *, release: str, sae_id: str, sae, eval_config: d
         for i in range(scores.n_pairs)
     ]
     sae_cfg = sae.cfg.to_dict()
-    identity = json.dumps([release, sae_id, eval_config], sort_keys=True, default=str)
+    key = json.dumps([release, sae_id, identity, eval_config], sort_keys=True, default=str)
     return {
         "eval_type_id": EVAL_TYPE_ID,
         "eval_config": eval_config,
-        "eval_id": str(uuid.uuid5(uuid.NAMESPACE_URL, identity)),
+        "eval_id": str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
         "datetime_epoch_millis": int(time.time() * 1000),
         "eval_result_metrics": {EVAL_TYPE_ID: scores.metrics()},
         "eval_result_details": details,
         "eval_result_unstructured": None,
-        "sae_bench_commit_hash": None,
+        "sae_bench_commit_hash": "Unknown",  # SAEBench's own value outside its repository
         "sae_lens_id": sae_id,
         "sae_lens_release_id": release,
         "sae_lens_version": sae_lens.__version__,
         "sae_cfg_dict": sae_cfg,
+        "sae_identity": identity,
         # the reference CE-Bench's results.json keys
         "contrastive_dataset": dataset.name,
         "sae_release": release,
@@ -212,9 +263,12 @@ def run_sweep(
         raise ValueError(f"the v1 variant needs a dataset with <subject> marks; "
                          f"{dataset.name} ({dataset.schema}) has none")
     variant = ("v1" if dataset.is_marked else "v4") if config.variant == "auto" else config.variant
+    if variant == "v1" and not config.keep_relevance_rows:
+        dataset = _without_relevance_rows(dataset)
     output_folder = Path(output_folder)
     cache_dir = Path(cache_dir) if cache_dir is not None else output_folder / "activation_cache"
     labels = [sae_label(s.source, s.sae_id) for s in saes]  # validates every source first
+    _check_unique_labels(saes, labels)
     models: dict[str, Any] = {}  # each model is loaded at most once, and only on a cache miss
 
     def loader(name: str):
@@ -236,7 +290,8 @@ def run_sweep(
             raise ValueError(f"{release}/{sae_id} does not say which model it reads: pass a model")
         eval_config = _eval_config(config, variant, dataset, str(model_name))
         path = result_path(output_folder, release, sae_id)
-        if not force and _already_done(path, eval_config):
+        identity = sae_identity(spec.source, spec.sae_id)
+        if _already_done(path, eval_config, identity, spec, force):
             results.append(SweepResult(spec, "skipped", path))
             bar.update(1)
             continue
@@ -257,7 +312,8 @@ def run_sweep(
                                 ibar_zero_defect=config.ibar_zero_defect)
         if write_results:
             write_json_atomic(path, _payload(scores, release=release, sae_id=sae_id, sae=sae,
-                                              eval_config=eval_config, dataset=dataset))
+                                              eval_config=eval_config, dataset=dataset,
+                                              identity=identity))
         results.append(SweepResult(spec, "scored", path, scores))
         bar.set_postfix(C=f"{scores.contrastive:.2f}", I=f"{scores.independent:.2f}")
         bar.update(1)

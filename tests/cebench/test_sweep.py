@@ -212,3 +212,99 @@ def test_distributed_run_over_two_processes_matches_one(demo, tmp_path):
     expected = json.loads(single[0].read_text())["eval_result_metrics"]["ce_bench"]
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+# ---- results that belong to their SAE ---------------------------------------------------------
+
+
+def _twin_saes(demo, root):
+    """Two different SAEs whose folders give the same label (runs_a/saes/final and
+    runs_b/saes/final, both labelled saes/final)."""
+    import shutil
+
+    twins = []
+    for name, source in (("runs_a", demo.sae_dirs[0]), ("runs_b", demo.sae_dirs[1])):
+        target = root / name / "saes" / "final"
+        shutil.copytree(source, target)
+        twins.append(target)
+    return twins
+
+
+def test_two_saes_with_one_label_are_refused_before_any_work(demo, tmp_path):
+    a, b = _twin_saes(demo, tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=f"{a} and {b} have the same label saes/final"):
+        run_sweep([SAESource(str(a)), SAESource(str(b))], dataset_path=demo.dataset_v4,
+                  output_folder=out, model=str(demo.model), progress=False)
+    assert not out.exists()
+
+
+def test_another_saes_result_is_never_replaced_silently(demo, tmp_path):
+    a, b = _twin_saes(demo, tmp_path)
+    out = tmp_path / "out"
+    common = dict(dataset_path=demo.dataset_v4, output_folder=out, model=str(demo.model),
+                  config=ScoreConfig(limit=6), progress=False)
+    first, = run_sweep([SAESource(str(a))], **common)
+    saved = json.loads(first.path.read_text())
+    assert saved["sae_identity"]["source"] == str(a.resolve())
+    again, = run_sweep([SAESource(str(a))], **common)
+    assert again.status == "skipped"  # the same SAE: resumed, not rescored
+    with pytest.raises(ValueError, match=f"holds the result of another SAE \\({a.resolve()}\\)"):
+        run_sweep([SAESource(str(b))], **common)
+    assert json.loads(first.path.read_text()) == saved
+    forced, = run_sweep([SAESource(str(b))], **common, force=True)
+    assert forced.status == "scored"
+    assert json.loads(forced.path.read_text())["sae_identity"]["source"] == str(b.resolve())
+
+
+def test_results_validate_against_saebench_and_are_ordinary_files(demo, tmp_path):
+    import os
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent / "data" /
+                         "saebench_base_eval_output.schema.json").read_text())
+    previous = os.umask(0o022)
+    try:
+        results = run_sweep([SAESource(str(demo.sae_dirs[0])), SAESource(str(demo.gemma_scope_npz))],
+                            dataset_path=demo.dataset_v1, output_folder=tmp_path,
+                            model=str(demo.model), hook_name=demo.hook_name,
+                            config=ScoreConfig(limit=6), progress=False)
+    finally:
+        os.umask(previous)
+    for result in results:
+        payload = json.loads(result.path.read_text())
+        jsonschema.validate(payload, schema)
+        assert payload["sae_bench_commit_hash"] == "Unknown"
+        assert result.path.stat().st_mode & 0o777 == 0o644
+    broken = {**payload, "sae_bench_commit_hash": None}  # what we used to write
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_v1_skips_relevance_rows_as_the_reference_does(demo, tmp_path):
+    from cebench.datasets import write_contrastive_dataset
+    from cebench.demo import demo_rows
+
+    rows = demo_rows(6, schema="v1", seed=3)
+    rows[2] = {**rows[2], "subject": "relevance to the golden gate bridge"}
+    path = write_contrastive_dataset(rows, tmp_path / "stories.jsonl")
+    common = dict(dataset_path=path, model=str(demo.model), progress=False)
+    skipped, = run_sweep([SAESource(str(demo.sae_dirs[0]))], output_folder=tmp_path / "a",
+                         **common)
+    kept, = run_sweep([SAESource(str(demo.sae_dirs[0]))], output_folder=tmp_path / "b",
+                      config=ScoreConfig(keep_relevance_rows=True), **common)
+    assert skipped.scores.n_pairs == 5 and kept.scores.n_pairs == 6
+    subjects = [d["subject"] for d in json.loads(skipped.path.read_text())["eval_result_details"]]
+    assert not any("relevance to " in s for s in subjects)
+    assert json.loads(skipped.path.read_text())["eval_config"]["keep_relevance_rows"] is False
+    v4, = run_sweep([SAESource(str(demo.sae_dirs[0]))], output_folder=tmp_path / "c",
+                    config=ScoreConfig(variant="v4"), **common)
+    assert v4.scores.n_pairs == 6  # the final algorithm scores every row
+
+
+def test_the_help_says_v1_skips_relevance_rows(capsys):
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    assert "--keep-relevance-rows" in capsys.readouterr().out
