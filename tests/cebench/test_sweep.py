@@ -267,8 +267,8 @@ def test_results_validate_against_saebench_and_are_ordinary_files(demo, tmp_path
                          "saebench_base_eval_output.schema.json").read_text())
     previous = os.umask(0o022)
     try:
-        results = run_sweep([SAESource(str(demo.sae_dirs[0])), SAESource(str(demo.gemma_scope_npz))],
-                            dataset_path=demo.dataset_v1, output_folder=tmp_path,
+        sources = [SAESource(str(demo.sae_dirs[0])), SAESource(str(demo.gemma_scope_npz))]
+        results = run_sweep(sources, dataset_path=demo.dataset_v1, output_folder=tmp_path,
                             model=str(demo.model), hook_name=demo.hook_name,
                             config=ScoreConfig(limit=6), progress=False)
     finally:
