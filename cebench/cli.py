@@ -15,8 +15,15 @@ from cebench.scores import PAPER_ALPHA
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cebench", description="CE-Bench scores of SAEs on contrastive story pairs."
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -16,8 +16,15 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="groundtruth",
         description="Can this SAE metric be trusted? Reliability audits against ground truth.",
     )
@@ -73,6 +80,8 @@ def _audit(args) -> int:
     path = Path(args.config) if args.config else default_study_path()
     study = load_study(path)
     out = Path(args.out) if args.out else Path("runs") / study.name
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; a run folder is a directory")
     report = run_study(study, out, progress=not args.no_progress)
     print(f"report: {report.parent / 'report.md'} (and report.json, PNG plots) in {out}")
     return 0
@@ -110,7 +119,11 @@ def _noise_floor(args) -> int:
                 raise ValueError(f"unknown family {name!r}; known: {sorted(FAMILIES)}")
             if not value:
                 raise ValueError(f"give the knob value: {name}:VALUE")
-            knob = float(value) if "." in value or "e" in value else int(value)
+            try:
+                knob = float(value) if "." in value or "e" in value else int(value)
+            except ValueError:
+                raise ValueError(f"--family {item}: the knob value must be a number, e.g. "
+                                 f"{name}:0.5") from None
             member = FAMILIES[name].build(base, knob)
             saes.append((member.name, member.params))
         for name in args.control:

@@ -7,6 +7,7 @@ lenses summarise. Every section rejects unknown keys (a typo is an error, not a 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,9 @@ from groundtruth.metrics.data import DataConfig
 from synthetic_saes.families import FAMILIES
 from synthetic_saes.semisynthetic.world import LanguageWorldConfig
 from synthetic_saes.training.config import TRAINING_ARCHITECTURES
-from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
+from synthetic_saes.validation import (
+    check_field_types, reject_unknown_keys, require_positive_int, require_seed,
+)
 from synthetic_saes.worlds import PRESETS, WorldConfig, preset
 
 __all__ = [
@@ -42,6 +45,7 @@ class FamiliesConfig:
     oracle_training_samples: int = 50_000
 
     def __post_init__(self) -> None:
+        check_field_types(self, "families")
         unknown = [n for n in self.names if n not in FAMILIES]
         if unknown:
             raise ValueError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
@@ -68,12 +72,20 @@ class TrainingPlan:
     data_seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self, "training")
         unknown = [a for a in self.architectures if a not in TRAINING_ARCHITECTURES]
         if unknown:
             raise ValueError(f"unknown architectures {unknown}; known: {list(TRAINING_ARCHITECTURES)}")
         for arch in self.architectures:
             if not self.sparsity.get(arch):
                 raise ValueError(f"training.sparsity has no levels for {arch!r}")
+            if any(not 0 < level < math.inf for level in self.sparsity[arch]):
+                raise ValueError(f"training.sparsity levels must be positive numbers, got "
+                                 f"{arch} = {list(self.sparsity[arch])}")
+        for name in ("lr", "jumprelu_init_threshold", "jumprelu_bandwidth"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"training.{name} must be a positive number, got "
+                                 f"{getattr(self, name)!r}")
         for width in self.widths:
             require_positive_int("training.widths", width)
         if len(set(self.seeds)) != len(self.seeds):
@@ -82,6 +94,13 @@ class TrainingPlan:
             require_seed(s, "training.seeds")
         for name in ("n_checkpoints", "training_samples", "batch_size"):
             require_positive_int(f"training.{name}", getattr(self, name))
+        require_seed(self.data_seed, "training.data_seed")
+        from groundtruth.population import training_configs
+
+        try:  # every run's own config, so a k above a width fails now, not after training
+            training_configs(self)
+        except ValueError as error:
+            raise ValueError(f"training: {error}") from None
 
     @property
     def sparsity_knob(self) -> dict[str, str]:
@@ -106,6 +125,7 @@ class LensConfig:
     n_boot: int = 2000
 
     def __post_init__(self) -> None:
+        check_field_types(self, "lenses")
         if self.reseed_seeds < 2:
             raise ValueError(f"reseed_seeds must be >= 2 to measure noise, got {self.reseed_seeds}")
         if self.decomposition_seeds < 2:
@@ -136,6 +156,26 @@ class VerdictRules:
     confound_drop: float = 0.3
     min_units: int = 5
 
+    def __post_init__(self) -> None:
+        check_field_types(self, "verdict")
+        for name in ("track_low", "track_high"):
+            if not -1 <= getattr(self, name) <= 1:
+                raise ValueError(f"verdict.{name} is a Spearman correlation, in [-1, 1]; got "
+                                 f"{getattr(self, name)!r}")
+        if self.track_high > self.track_low:
+            raise ValueError(f"verdict.track_high ({self.track_high}) must not exceed track_low "
+                             f"({self.track_low}): an interval cannot both track and not track")
+        if not 0 < self.precision_fraction < math.inf:
+            raise ValueError(f"verdict.precision_fraction must be a positive number, got "
+                             f"{self.precision_fraction!r}")
+        if not 0 <= self.discriminability <= 1:
+            raise ValueError(f"verdict.discriminability is a fraction of pairs, in [0, 1]; got "
+                             f"{self.discriminability!r}")
+        if not 0 <= self.confound_drop <= 2:
+            raise ValueError(f"verdict.confound_drop must be in [0, 2], got "
+                             f"{self.confound_drop!r}")
+        require_positive_int("verdict.min_units", self.min_units)
+
 
 @dataclass(frozen=True, kw_only=True)
 class StudyConfig:
@@ -155,6 +195,7 @@ class StudyConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_field_types(self, "study")
         if self.kind not in STUDY_KINDS:
             raise ValueError(f"unknown study kind {self.kind!r}; known: {list(STUDY_KINDS)}")
         if not self.name or "/" in self.name:
@@ -219,24 +260,36 @@ def study_from_dict(raw: dict[str, Any]) -> StudyConfig:
                          f"known: {sorted(allowed)}")
     if "name" not in study:
         raise ValueError("[study] needs a name")
+    seed = require_seed(study.get("seed", 0), "[study] seed")
+    for key in ("name", "kind", "description"):
+        if key in study and not isinstance(study[key], str):
+            raise ValueError(f"[study] {key} must be a string, got {study[key]!r}")
     metrics_section = dict(raw.get("metrics", {}))
     if set(metrics_section) - {"names"}:
         raise ValueError(f"[metrics] unknown keys {sorted(set(metrics_section) - {'names'})}; "
                          "known: ['names']")
     names = metrics_section.get("names", "all")
+    if names != "all" and not (isinstance(names, list)
+                               and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"[metrics] names must be \"all\" or a list of metric names, got "
+                         f"{names!r}")
     names = tuple(metric_names()) if names == "all" else tuple(names)
     for name in names:
         get_metric(name)
     training = dict(raw.get("training", {}))
     if "sparsity" in training:
+        if not isinstance(training["sparsity"], dict) or not all(
+                isinstance(v, list) for v in training["sparsity"].values()):
+            raise ValueError("[training.sparsity] must map each architecture to a list of "
+                             f"levels, got {training['sparsity']!r}")
         training["sparsity"] = {k: tuple(v) for k, v in training["sparsity"].items()}
     lenses = _section(LensConfig, raw.get("lenses"), "lenses")
     for name in lenses.ground_truth:
         get_metric(name)
     data_section = dict(raw.get("data", {}))
     try:
-        data = DataConfig.from_dict({**data_section, "seed": int(study.get("seed", 0))})
-    except ValueError as error:
+        data = DataConfig.from_dict({**data_section, "seed": seed})
+    except (TypeError, ValueError) as error:
         raise ValueError(f"[data] {error}") from None
     world = _world(raw.get("world"))
     kind = study.get("kind", "audit")
@@ -246,7 +299,7 @@ def study_from_dict(raw: dict[str, Any]) -> StudyConfig:
     return StudyConfig(
         name=study["name"],
         kind=kind,
-        seed=int(study.get("seed", 0)),
+        seed=seed,
         description=study.get("description", ""),
         world=world,
         data=data,
@@ -255,8 +308,14 @@ def study_from_dict(raw: dict[str, Any]) -> StudyConfig:
         training=_section(TrainingPlan, training, "training"),
         lenses=lenses,
         verdict=_section(VerdictRules, raw.get("verdict"), "verdict"),
-        options=dict(raw.get("options", {})),
+        options=_options(raw.get("options", {})),
     )
+
+
+def _options(section) -> dict[str, Any]:
+    if not isinstance(section, dict):
+        raise ValueError(f"[options] must be a table, got {section!r}")
+    return dict(section)
 
 
 def load_study(path: str | Path) -> StudyConfig:

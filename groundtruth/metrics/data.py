@@ -20,7 +20,9 @@ from groundtruth.metrics.probing import ProbeSet, choose_probe_features, sample_
 from synthetic_saes.base_world import BaseWorld, WorldSample
 from synthetic_saes.corpora import ContrastiveCorpus, CorpusConfig, make_corpus
 from synthetic_saes.rng import derive_seed
-from synthetic_saes.validation import reject_unknown_keys, require_positive_int
+from synthetic_saes.validation import (
+    check_field_types, reject_unknown_keys, require_positive_int,
+)
 
 __all__ = ["DataConfig", "AuditData"]
 
@@ -51,6 +53,7 @@ class DataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self, "data")
         for name in ("eval_samples", "probe_tasks", "probe_examples", "probe_pool"):
             require_positive_int(name, getattr(self, name))
         if not 0 < self.probe_min_rate < self.probe_max_rate <= 1:
