@@ -67,7 +67,8 @@ def load_model(name_or_path: str | Path, *, device: str = "cpu", dtype: str = "f
     """A HookedTransformer from a local folder written by `save_model`, or from the hub.
 
     Raises:
-        ValueError: a local folder without a model config, or an unknown dtype.
+        ValueError: a local folder without a model config, a name that is neither an
+            existing folder nor a transformer-lens model, or an unknown dtype.
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
@@ -82,13 +83,24 @@ def load_model(name_or_path: str | Path, *, device: str = "cpu", dtype: str = "f
 
         from cebench.tokenizer import load_local_tokenizer
 
-        cfg = json.loads(config_path.read_text())
+        try:
+            cfg = json.loads(config_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{config_path} is not valid JSON: {error}") from None
         cfg["device"] = device
         cfg["dtype"] = getattr(torch, dtype)
         model = HookedTransformer(HookedTransformerConfig(**_known_fields(cfg)),
                                   tokenizer=load_local_tokenizer(path))
         model.load_state_dict(load_file(path / _WEIGHTS, device=device), strict=True)
         return model.to(getattr(torch, dtype)).eval()
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    try:
+        get_official_model_name(str(name_or_path))
+    except ValueError:  # its message lists every model name, thousands of characters
+        raise ValueError(f"no such folder or hub model: {str(name_or_path)!r} (give a model "
+                         "folder written by cebench.models.save_model, or a transformer-lens "
+                         "model name such as 'gpt2-small')") from None
     return HookedTransformer.from_pretrained_no_processing(
         str(name_or_path), device=device, dtype=getattr(torch, dtype)
     ).eval()

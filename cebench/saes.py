@@ -135,6 +135,7 @@ def load_sae(
                 f"{path} has a cfg.json but no sae_weights.safetensors: not a complete "
                 "sae-lens SAE directory"
             )
+        _check_json(path / "cfg.json")
         sae = SAE.load_from_disk(path, device=device, dtype=dtype)
         _check_expected_metadata(sae, model_name, hook_name, str(path))
     elif path.suffix == ".npz":
@@ -222,6 +223,16 @@ def sae_label(source: str | Path, sae_id: str | None = None) -> tuple[str, str]:
     if layout is not None and layout.sae_id:
         return layout.release, layout.sae_id
     return leaf.parent.name or "local", leaf.name
+
+
+def _check_json(path: Path) -> None:
+    """Name a config file that is not JSON (the loaders' own errors do not)."""
+    import json
+
+    try:
+        json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
 
 
 def sae_identity(source: str | Path, sae_id: str | None = None) -> dict[str, str | None]:

@@ -36,5 +36,11 @@ def test_fingerprint_follows_the_weights(demo, tmp_path):
 def test_bad_model_sources(tmp_path):
     with pytest.raises(ValueError, match="not a saved model folder"):
         load_model(tmp_path)
+    with pytest.raises(ValueError, match="no such folder or hub model: 'runs/no_such_model'") as info:
+        load_model("runs/no_such_model")
+    assert len(str(info.value)) < 300  # not transformer-lens's list of every model name
+    (tmp_path / "hooked_transformer_config.json").write_text("{broken")
+    with pytest.raises(ValueError, match="hooked_transformer_config.json is not valid JSON"):
+        load_model(tmp_path)
     with pytest.raises(ValueError, match="unknown model dtype"):
         load_model(tmp_path, dtype="int8")

@@ -350,6 +350,10 @@ def test_sae_lens_directory_errors(tmp_path):
         load_sae(tmp_path / "missing")
     with pytest.raises(ValueError, match="unknown dtype 'float8'"):
         load_sae(path, dtype="float8")
+    broken = params.save(tmp_path / "broken")
+    (broken / "cfg.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"broken/cfg.json is not valid JSON"):
+        load_sae(broken)
 
 
 def test_nan_weights_in_a_directory_raise(tmp_path):
