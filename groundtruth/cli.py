@@ -33,6 +33,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "audit", help="run a study (default: do CE-Bench scores track ground truth?)")
     audit.add_argument("--config", help="study TOML (default: experiments/ce_vs_groundtruth.toml)")
     audit.add_argument("--out", help="run folder (default: runs/<study name>)")
+    audit.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                       help="import a module that registers metrics (register_metric) before "
+                            "the study is read, so the study can name them (repeatable)")
     audit.add_argument("--no-progress", action="store_true")
 
     noise = commands.add_parser(
@@ -75,8 +78,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _audit(args) -> int:
     from groundtruth.studies import run_study
-    from groundtruth.study import default_study_path, load_study
+    from groundtruth.study import default_study_path, import_metric_modules, load_study
 
+    import_metric_modules(args.plugin)
     path = Path(args.config) if args.config else default_study_path()
     study = load_study(path)
     out = Path(args.out) if args.out else Path("runs") / study.name

@@ -25,7 +25,7 @@ from synthetic_saes.worlds import PRESETS, WorldConfig, preset
 __all__ = [
     "StudyConfig", "FamiliesConfig", "TrainingPlan", "LensConfig", "VerdictRules",
     "load_study", "study_from_dict", "STUDY_KINDS", "default_study_path", "WORLD_KINDS",
-    "REPOSITORY", "repository_path",
+    "REPOSITORY", "repository_path", "import_metric_modules",
 ]
 
 WORLD_KINDS = ("synthetic", "language")
@@ -265,9 +265,14 @@ def study_from_dict(raw: dict[str, Any]) -> StudyConfig:
         if key in study and not isinstance(study[key], str):
             raise ValueError(f"[study] {key} must be a string, got {study[key]!r}")
     metrics_section = dict(raw.get("metrics", {}))
-    if set(metrics_section) - {"names"}:
-        raise ValueError(f"[metrics] unknown keys {sorted(set(metrics_section) - {'names'})}; "
-                         "known: ['names']")
+    if set(metrics_section) - {"names", "modules"}:
+        raise ValueError(f"[metrics] unknown keys "
+                         f"{sorted(set(metrics_section) - {'names', 'modules'})}; "
+                         "known: ['modules', 'names']")
+    modules = metrics_section.get("modules", [])
+    if not (isinstance(modules, list) and all(isinstance(m, str) for m in modules)):
+        raise ValueError(f"[metrics] modules must be a list of module names, got {modules!r}")
+    import_metric_modules(modules)
     names = metrics_section.get("names", "all")
     if names != "all" and not (isinstance(names, list)
                                and all(isinstance(n, str) for n in names)):
@@ -316,6 +321,27 @@ def _options(section) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ValueError(f"[options] must be a table, got {section!r}")
     return dict(section)
+
+
+def import_metric_modules(modules: list[str]) -> None:
+    """Import modules that register metrics (`groundtruth.register_metric`), so a study can
+    name them: `[metrics] modules = ["my_metrics"]` or `groundtruth audit --plugin my_metrics`.
+    The working directory is searched too (as `python -m` does).
+
+    Raises:
+        ValueError: a module that cannot be imported, with the reason.
+    """
+    import importlib
+    import sys
+
+    for name in modules:
+        if str(Path.cwd()) not in sys.path:
+            sys.path.append(str(Path.cwd()))
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # any failure of user code: name it, one line
+            raise ValueError(f"cannot import metric module {name!r}: "
+                             f"{type(error).__name__}: {error}") from None
 
 
 def load_study(path: str | Path) -> StudyConfig:

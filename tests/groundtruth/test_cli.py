@@ -111,3 +111,35 @@ def test_command_errors_are_clear(capsys, tmp_path):
     bad.write_text('[study]\nname = "x"\nkind = "audit"\n[trainin]\nwidths = [1]\n')
     assert main(["audit", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "unknown study sections ['trainin']" in capsys.readouterr().err
+
+
+PLUGIN = """
+from groundtruth import register_metric
+
+@register_metric("{metric}", seed_changes="the evaluation samples")
+def fraction_active(sae, data, seed):
+    return float((sae.encode(data.eval_sample(seed).hidden) > 0).mean())
+"""
+
+
+@pytest.mark.parametrize("how", ["flag", "toml"])
+def test_a_registered_metric_reaches_the_command(how, tmp_path, monkeypatch, capsys):
+    """A study names a metric that a user's module registers, imported by --plugin or by
+    [metrics] modules. The run is stopped by a bad threshold checked after the metric names,
+    so its error proves the metric was known."""
+    module, metric = f"user_metrics_{how}", f"user_fraction_active_{how}"
+    (tmp_path / f"{module}.py").write_text(PLUGIN.format(metric=metric))
+    monkeypatch.chdir(tmp_path)
+    modules = f'\nmodules = ["{module}"]' if how == "toml" else ""
+    config = tmp_path / "study.toml"
+    config.write_text(_with("track_low = 0.5", "track_low = 5.0")
+                      + f'[metrics]\nnames = ["{metric}", "gt_f1"]{modules}\n')
+    argv = ["audit", "--config", str(config), "--out", str(tmp_path / "o")]
+    if how == "flag":
+        assert main(argv) == 2  # without the plugin the study cannot name the metric
+        assert f"unknown metric '{metric}'" in capsys.readouterr().err
+        argv += ["--plugin", module]
+    assert main(argv) == 2
+    assert "verdict.track_low is a Spearman correlation" in capsys.readouterr().err
+    assert main(argv + ["--plugin", "no_such_module_here"]) == 2
+    assert "cannot import metric module 'no_such_module_here'" in capsys.readouterr().err
