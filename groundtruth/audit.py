@@ -33,7 +33,7 @@ from groundtruth.lenses import (
 from groundtruth.metrics.data import AuditData
 from groundtruth.metrics.registry import evaluate_metric, get_metric
 from groundtruth.population import PopulationMember, constructed_saes, run_key, trained_saes
-from groundtruth.report import verdict, write_report
+from groundtruth.report import sanity_checks, verdict, write_report
 from groundtruth.store import ResultStore, write_json
 from groundtruth.study import REPOSITORY, StudyConfig, repository_path
 from groundtruth.study_world import build_study_world
@@ -260,8 +260,7 @@ def metric_entry(about: dict, value, design: AuditDesign, study: StudyConfig,
     within = {g: stratified_lens(oriented, gt_columns[g], strata=design.strata,
                                  clusters=design.clusters, **boot) for g in gt_columns}
     precision = precision_lens(oriented, strata=design.strata, widths=design.widths,
-                               paired=reseed["paired"],
-                               fraction=study.verdict.precision_fraction)
+                               paired=reseed["paired"])
 
     def grid(run: str, seed: int = 0) -> np.ndarray:
         return sign * design.grid(lambda m, s: value(m.id, s), run, seed)
@@ -336,28 +335,11 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
         entry = metric_entry({"description": description, "kind": "planted",
                               "seed_changes": "fresh noise", "higher_is_better": True},
                              planted_values[name], design, study, gt_columns, gt_grids, l0)
-        planted[name] = {"description": description, "verdict": entry["verdict"],
-                         "n_units": entry["within_strata"][primary]["n_units"]}
+        planted[name] = {"description": description, "verdict": entry.pop("verdict"),
+                         "entry": entry}
     sanity_ranks = {g: control_ranks(dict(zip(ids, gt_columns[g])), design.controls)
                     for g in gts}
-    truth_verdict = planted["planted_truth"]["verdict"]
-    if planted["planted_truth"]["n_units"] >= study.verdict.min_units:
-        checks = {"planted_truth tracks and is precise":
-                  truth_verdict["tracks"] == "tracks" and truth_verdict["precise"] is True}
-    else:  # the design has too few independent units for any metric to be judged to track
-        checks = {f"planted_truth is precise, and its tracking undefined on fewer than "
-                  f"{study.verdict.min_units} independent units":
-                  truth_verdict["tracks"] == "undefined" and truth_verdict["precise"] is True}
-    checks["planted_noise is noisy and does not track"] = (
-        planted["planted_noise"]["verdict"]["precise"] is False
-        and planted["planted_noise"]["verdict"]["tracks"] != "tracks")
-    n = len(population)
-    for g, ranks in sanity_ranks.items():
-        if "oracle" in ranks:
-            checks[f"the oracle ranks first on {g}"] = ranks["oracle"] == 1
-        for control in ("random_init", "random_l0_matched"):
-            if control in ranks:
-                checks[f"{control} ranks among the last 4 on {g}"] = ranks[control] >= n - 4
+    checks = sanity_checks(planted, sanity_ranks, len(population), study.verdict, primary)
 
     per_sae = []
     correlation_ids = set(ids)
@@ -379,7 +361,7 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
                                                        .sum(1).mean()])),
                   **({"ground_truth": world.summary()} if hasattr(world, "summary") else {})},
         "comparison": _comparison(study, report_metrics),
-        "population": {"n_correlation": n, "by_kind": by_kind,
+        "population": {"n_correlation": len(population), "by_kind": by_kind,
                        "n_units": len(set(design.clusters)), "units": sorted(set(design.clusters)),
                        "strata": strata, "n_trajectory_runs": len(design.runs),
                        "n_training_seeds": len(design.training_seeds),

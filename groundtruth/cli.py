@@ -5,6 +5,7 @@
     groundtruth noise-floor --metric ce_contrastive --family decoder_noise:0.5
     groundtruth noise-floor --metric ce_contrastive --sae path/to/sae --model M --dataset D
     groundtruth seeds-needed --metric ce_contrastive --delta 0.05 [--report runs/X/report.json]
+    groundtruth report --out runs/X [--config new.toml]   re-judge a finished audit, no rerun
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def _build_parser() -> argparse.ArgumentParser:
     real.add_argument("--dataset", help="local contrastive-stories file (real SAEs)")
     real.add_argument("--hook", help="hook of a params.npz outside Gemma Scope's layout")
     real.add_argument("--cache-dir", default="runs/noise_floor_cache")
+
+    rejudge = commands.add_parser(
+        "report", help="re-render a finished audit, with the [verdict] thresholds of --config "
+                       "if given, without recomputing anything")
+    rejudge.add_argument("--out", required=True, help="the audit's run folder")
+    rejudge.add_argument("--config", help="the study TOML whose [verdict] rules to apply (the "
+                                          "same study; default: the rules the run used)")
 
     power = commands.add_parser(
         "seeds-needed", help="metric and training seeds needed to detect a difference, from an "
@@ -187,6 +195,34 @@ def _seeds_needed(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    import json
+
+    from groundtruth.report import rejudge, write_report
+    from groundtruth.study import VerdictRules, load_study
+
+    out = Path(args.out)
+    path = out / "report.json"
+    if not path.is_file():
+        raise ValueError(f"no finished audit in {out} (no report.json)")
+    report = json.loads(path.read_text())
+    planted = (report.get("sanity") or {}).get("planted") or {}
+    if "metrics" not in report or not all("entry" in p for p in planted.values()) or not planted:
+        raise ValueError(f"{path} is not an audit report of this version: rerun its audit "
+                         "(the stored metric values are reused, so only the lenses run)")
+    rules = VerdictRules(**report["config"]["verdict"])
+    if args.config:
+        study = load_study(args.config)
+        if study.kind != "audit" or study.name != report["config"]["name"]:
+            raise ValueError(f"{args.config} is the {study.kind} study {study.name!r}, but {out} "
+                             f"holds the audit {report['config']['name']!r}")
+        rules = study.verdict
+    json_path = write_report(rejudge(report, rules), out)
+    print(f"report: {json_path.parent / 'report.md'} re-rendered with the [verdict] rules "
+          f"{vars(rules)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -196,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             return _noise_floor(args)
         if args.command == "seeds-needed":
             return _seeds_needed(args)
+        if args.command == "report":
+            return _report(args)
     except ValueError as error:
         print(f"groundtruth {args.command}: error: {error}", file=sys.stderr)
         return 2

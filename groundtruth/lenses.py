@@ -214,13 +214,13 @@ def _interval_or_none(thetas: np.ndarray, level: float) -> list[float] | None:
 
 
 def precision_lens(metric: np.ndarray, *, strata: Sequence, widths: Sequence[int],
-                   paired: dict[str, dict], fraction: float) -> dict:
+                   paired: dict[str, dict]) -> dict:
     """The paired MDD against the metric's spread within the strata users compare.
 
     For each stratum: ratio = paired MDD at the stratum's width / IQR of the metric over the
-    stratum's SAEs. The metric is precise when the median ratio over strata is at most
-    `fraction`. A stratum whose IQR is 0 or whose width has no paired MDD has no ratio (its
-    note says why); with no ratio at all, precision is undefined (None).
+    stratum's SAEs; "median_ratio" is their median over strata (the verdict compares it with
+    its precision rule). A stratum whose IQR is 0 or whose width has no paired MDD has no
+    ratio (its note says why); with no ratio at all, the median is None, with a note.
     """
     metric = np.asarray(metric, float)
     labels = [None if s is None else str(s) for s in strata]
@@ -240,12 +240,11 @@ def precision_lens(metric: np.ndarray, *, strata: Sequence, widths: Sequence[int
             entry["ratio"] = entry["mdd"] / iqr
         per_stratum[stratum] = entry
     ratios = [e["ratio"] for e in per_stratum.values() if e["ratio"] is not None]
-    out = {"strata": per_stratum, "fraction": fraction, "n_strata": len(ratios)}
+    out = {"strata": per_stratum, "n_strata": len(ratios)}
     if not ratios:
-        return {**out, "median_ratio": None, "precise": None,
+        return {**out, "median_ratio": None,
                 "note": "no stratum has both a paired MDD and a spread"}
-    median = float(np.median(ratios))
-    return {**out, "median_ratio": median, "precise": bool(median <= fraction)}
+    return {**out, "median_ratio": float(np.median(ratios))}
 
 
 def trajectory_lens(runs: dict[str, tuple[np.ndarray, np.ndarray, float, float | None]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from groundtruth.store import write_json
 
 __all__ = ["verdict", "write_report", "write_study_report", "render_markdown", "plot_report",
-           "reliability_card"]
+           "reliability_card", "sanity_checks", "rejudge"]
 
 
 def verdict(entry: dict, rules, primary_gt: str) -> dict:
@@ -53,8 +54,9 @@ def verdict(entry: dict, rules, primary_gt: str) -> dict:
                 f"{within['n_units']} independent units; tracks needs the lower bound above "
                 f"{rules.track_low})")
     precision = entry["precision"]
-    precise = bool(precision.get("precise"))
-    if precision.get("precise") is None:
+    ratio = precision.get("median_ratio")
+    precise = ratio is not None and ratio <= rules.precision_fraction
+    if ratio is None:
         reasons.append(f"precision is undefined ({precision.get('note')})")
     elif not precise:
         reasons.append(f"noisy (median paired MDD / within-stratum IQR "
@@ -80,6 +82,55 @@ def verdict(entry: dict, rules, primary_gt: str) -> dict:
     return {"overall": "trustworthy" if not reasons else "not trustworthy",
             "tracks": tracks, "precise": precise, "separates": bool(separates),
             "confounded": bool(confounded), "reasons": reasons}
+
+
+def sanity_checks(planted: dict, control_ranks: dict[str, dict[str, int]], n_saes: int, rules,
+                  primary_gt: str) -> dict[str, bool]:
+    """The audit's sanity checks, each one that can fail.
+
+    planted: name -> {"verdict", "entry"} of the planted metrics (`groundtruth.audit.PLANTED`);
+    control_ranks: ground truth -> control -> rank among `n_saes`. The planted truth must be
+    judged to track and be precise (or, on a design with fewer than min_units independent
+    units, precise with tracking undefined), the planted noise noisy and not tracking, the
+    oracle first and the random controls among the last four on every ground truth.
+    """
+    truth = planted["planted_truth"]["verdict"]
+    units = planted["planted_truth"]["entry"]["within_strata"][primary_gt]["n_units"]
+    if units >= rules.min_units:
+        checks = {"planted_truth tracks and is precise":
+                  truth["tracks"] == "tracks" and truth["precise"] is True}
+    else:  # the design has too few independent units for any metric to be judged to track
+        checks = {f"planted_truth is precise, and its tracking undefined on fewer than "
+                  f"{rules.min_units} independent units":
+                  truth["tracks"] == "undefined" and truth["precise"] is True}
+    noise = planted["planted_noise"]["verdict"]
+    checks["planted_noise is noisy and does not track"] = (
+        noise["precise"] is False and noise["tracks"] != "tracks")
+    for gt, ranks in control_ranks.items():
+        if "oracle" in ranks:
+            checks[f"the oracle ranks first on {gt}"] = ranks["oracle"] == 1
+        for control in ("random_init", "random_l0_matched"):
+            if control in ranks:
+                checks[f"{control} ranks among the last 4 on {gt}"] = ranks[control] >= n_saes - 4
+    return checks
+
+
+def rejudge(report: dict, rules) -> dict:
+    """The audit `report` with every verdict, sanity check and comparison verdict redone under
+    `rules` (a `VerdictRules`); the lenses' numbers are kept as they are."""
+    primary = report["config"]["lenses"]["ground_truth"][0]
+    report = {**report, "config": {**report["config"], "verdict": dataclasses.asdict(rules)}}
+    for entry in report["metrics"].values():
+        entry["verdict"] = verdict(entry, rules, primary)
+    sanity = report["sanity"]
+    for planted in sanity["planted"].values():
+        planted["verdict"] = verdict(planted["entry"], rules, primary)
+    sanity["checks"] = sanity_checks(sanity["planted"], sanity["control_ranks_on_ground_truth"],
+                                     report["population"]["n_correlation"], rules, primary)
+    sanity["ok"] = bool(all(sanity["checks"].values()))
+    for name, row in ((report.get("comparison") or {}).get("metrics") or {}).items():
+        row["verdict"] = report["metrics"][name]["verdict"]["overall"]
+    return report
 
 
 def write_study_report(out: Path, report: dict, render, plot=None) -> Path:
@@ -140,7 +191,7 @@ def reliability_card(name: str, entry: dict, primary_gt: str) -> dict:
                        "n_saes": pooled["n_saes"], "n_units": pooled["n_units"]},
         },
         "precision": {"median_ratio": entry["precision"]["median_ratio"],
-                      "precise": entry["precision"]["precise"]},
+                      "precise": entry["verdict"]["precise"]},
         "discriminability": entry["trajectory"]["discriminability"],
         "snr": entry["trajectory"]["snr"],
         "confounds": {"partial_spearman_width_l0": pooled["partial_spearman_width_l0"],

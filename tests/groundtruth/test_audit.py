@@ -152,3 +152,40 @@ def test_bad_studies_fail_before_any_work(tmp_path):
     (run_dir / "study.json").write_text(json.dumps({"name": "something else"}))
     with pytest.raises(ValueError, match="holds a run of a different study"):
         run_audit(study_from_dict(other), run_dir, progress=False)
+
+
+def test_a_finished_audit_is_rejudged_without_recomputing(audited, tmp_path, capsys):
+    import shutil
+
+    from groundtruth.cli import main
+
+    out, report = audited
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    values = (copy / "results.jsonl").read_bytes()
+    assert main(["report", "--out", str(copy)]) == 0  # the same rules: the same report
+    assert json.loads((copy / "report.json").read_text()) == report
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text(textwrap.dedent(f"""
+        [study]
+        name = "{report['config']['name']}"
+        [world]
+        preset = "tiny"
+        [verdict]
+        track_low = -1.0
+        track_high = -1.0
+        precision_fraction = 100.0
+        discriminability = 0.0
+        confound_drop = 2.0
+        min_units = 1
+        """))
+    assert main(["report", "--out", str(copy), "--config", str(lenient)]) == 0
+    again = json.loads((copy / "report.json").read_text())
+    assert again["config"]["verdict"]["precision_fraction"] == 100.0
+    for name, entry in again["metrics"].items():
+        assert entry["gt_correlation"] == report["metrics"][name]["gt_correlation"]  # kept
+        assert entry["verdict"]["precise"] is (entry["precision"]["median_ratio"] is not None)
+    assert (copy / "results.jsonl").read_bytes() == values  # nothing was measured again
+    assert "re-rendered" in capsys.readouterr().out
+    assert main(["report", "--out", str(tmp_path / "nothing")]) == 2
+    assert "no finished audit" in capsys.readouterr().err

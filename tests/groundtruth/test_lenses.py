@@ -120,14 +120,14 @@ def test_precision_is_the_median_ratio_of_paired_mdd_to_within_stratum_iqr():
     strata = ["s"] * 5 + ["t"] * 5 + ["flat"] * 3
     widths = [8] * 5 + [16] * 5 + [8] * 3
     paired = {"8": {"mdd": 0.5}, "16": {"mdd": 3.0}}
-    out = precision_lens(metric, strata=strata, widths=widths, paired=paired, fraction=0.2)
+    out = precision_lens(metric, strata=strata, widths=widths, paired=paired)
     # IQR of 0..4 is 2 (ratio 0.25); of 0, 10, 20, 30, 40 is 20 (ratio 0.15)
     assert out["strata"]["s"]["ratio"] == pytest.approx(0.25)
     assert out["strata"]["t"]["ratio"] == pytest.approx(0.15)
     assert out["strata"]["flat"]["ratio"] is None and "does not vary" in out["strata"]["flat"]["note"]
-    assert out["median_ratio"] == pytest.approx(0.2) and out["precise"] is True
-    no_noise = precision_lens(metric, strata=strata, widths=widths, paired={}, fraction=0.2)
-    assert no_noise["precise"] is None and no_noise["median_ratio"] is None
+    assert out["median_ratio"] == pytest.approx(0.2)
+    no_noise = precision_lens(metric, strata=strata, widths=widths, paired={})
+    assert no_noise["median_ratio"] is None and "no stratum" in no_noise["note"]
 
 
 # ---- trajectories and variance --------------------------------------------------------------

@@ -8,7 +8,7 @@ from groundtruth.study import VerdictRules
 RULES = VerdictRules()
 
 
-def entry(*, within=(0.8, [0.6, 0.9]), within_note=None, precise=True, ratio=0.05,
+def entry(*, within=(0.8, [0.6, 0.9]), within_note=None, ratio=0.05,
           discriminability=0.9, spearman=0.7, partial=0.6, explained=False):
     """A metric's lens outputs, good on every rule unless told otherwise."""
     mean, interval = within
@@ -19,8 +19,8 @@ def entry(*, within=(0.8, [0.6, 0.9]), within_note=None, precise=True, ratio=0.0
     return {
         "description": "a metric",
         "within_strata": {"gt_f1": within_entry},
-        "precision": {"precise": precise, "median_ratio": ratio,
-                      **({} if precise is not None else {"note": "no stratum has a spread"})},
+        "precision": {"median_ratio": ratio,
+                      **({} if ratio is not None else {"note": "no stratum has a spread"})},
         "trajectory": {"discriminability": discriminability, "snr": 3.0},
         "gt_correlation": {"gt_f1": {
             "spearman": spearman, "spearman_ci95": [0.5, 0.8], "n_saes": 75, "n_units": 19,
@@ -65,9 +65,9 @@ def test_tracking_on_too_few_independent_units_is_undefined():
 
 
 def test_precision_noise_and_undefined_precision():
-    noisy = verdict(entry(precise=False, ratio=0.4), RULES, "gt_f1")
+    noisy = verdict(entry(ratio=0.4), RULES, "gt_f1")
     assert noisy["precise"] is False and "noisy" in noisy["reasons"][0]
-    undefined = verdict(entry(precise=None, ratio=None), RULES, "gt_f1")
+    undefined = verdict(entry(ratio=None), RULES, "gt_f1")
     assert undefined["precise"] is False and "undefined" in undefined["reasons"][0]
 
 
