@@ -33,7 +33,7 @@ from groundtruth.lenses import (
 from groundtruth.metrics.data import AuditData
 from groundtruth.metrics.registry import evaluate_metric, get_metric
 from groundtruth.population import PopulationMember, constructed_saes, run_key, trained_saes
-from groundtruth.report import sanity_checks, verdict, write_report
+from groundtruth.report import sanity_checks, verdict, write_report, yardstick_verdict
 from groundtruth.store import ResultStore, write_json
 from groundtruth.study import REPOSITORY, StudyConfig, repository_path
 from groundtruth.study_world import build_study_world
@@ -214,6 +214,21 @@ def _comparison(study: StudyConfig, metrics: dict) -> dict | None:
             "metrics": rows}
 
 
+def _identical_metrics(metrics: list[str], members, plan: dict[str, list[int]], specs: dict,
+                       store: ResultStore) -> dict[str, str]:
+    """metric -> the first metric before it with the very same stored value for every SAE and
+    seed (e.g. ce_contrastive_v1 and ce_contrastive: the contrastive score reads no marks)."""
+    seen: dict[tuple, str] = {}
+    out = {}
+    for name in metrics:
+        key = tuple(_value(store, m.id, specs[name], s) for m in members for s in plan[m.id])
+        if key in seen:
+            out[name] = seen[key]
+        else:
+            seen[key] = name
+    return out
+
+
 def _shown(path: Path) -> str:
     """A path as reports show it: relative to the repository when inside it (so a report does
     not depend on where the checkout lives)."""
@@ -316,6 +331,9 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
              for name, spec in specs.items()}
     report_metrics = {name: metric_entry(about[name], stored(name), design, study, gt_columns,
                                           gt_grids, l0) for name in metrics}
+    report_metrics[primary]["verdict"] = yardstick_verdict()
+    for name, twin in _identical_metrics(metrics, members, plan, specs, store).items():
+        report_metrics[name]["identical_to"] = twin
     trajectories = {
         name: {run: {"steps": [int(s.step) for s in sorted(run_members, key=lambda m: m.checkpoint)
                                if s.seed == design.training_seeds[0]],

@@ -84,6 +84,13 @@ def verdict(entry: dict, rules, primary_gt: str) -> dict:
             "confounded": bool(confounded), "reasons": reasons}
 
 
+def yardstick_verdict() -> dict:
+    """The verdict of the primary ground truth: it is the yardstick, not judged against itself."""
+    return {"overall": "ground truth", "tracks": None, "precise": None, "separates": None,
+            "confounded": None,
+            "reasons": ["the primary ground truth: every other metric is judged against it"]}
+
+
 def sanity_checks(planted: dict, control_ranks: dict[str, dict[str, int]], n_saes: int, rules,
                   primary_gt: str) -> dict[str, bool]:
     """The audit's sanity checks, each one that can fail.
@@ -120,8 +127,9 @@ def rejudge(report: dict, rules) -> dict:
     `rules` (a `VerdictRules`); the lenses' numbers are kept as they are."""
     primary = report["config"]["lenses"]["ground_truth"][0]
     report = {**report, "config": {**report["config"], "verdict": dataclasses.asdict(rules)}}
-    for entry in report["metrics"].values():
-        entry["verdict"] = verdict(entry, rules, primary)
+    for name, entry in report["metrics"].items():
+        entry["verdict"] = (yardstick_verdict() if name == primary
+                            else verdict(entry, rules, primary))
     sanity = report["sanity"]
     for planted in sanity["planted"].values():
         planted["verdict"] = verdict(planted["entry"], rules, primary)
@@ -202,24 +210,23 @@ def reliability_card(name: str, entry: dict, primary_gt: str) -> dict:
 
 
 def _answer_lines(report: dict) -> list[str]:
-    metrics = report["metrics"]
+    primary = report["config"]["lenses"]["ground_truth"][0]
+    metrics = {n: m for n, m in report["metrics"].items() if n != primary}
     kinds = {name: m["kind"] for name, m in metrics.items()}
     trusted = [n for n, m in metrics.items() if m["verdict"]["overall"] == "trustworthy"]
     ce = [n for n in metrics if kinds[n] == "ce"]
-    lines = [f"**The answer.** {len(trusted)} of {len(metrics)} metrics pass every rule"
-             + (f": {', '.join(trusted)}." if trusted else ".")]
+    lines = [f"**The answer.** Judged against {primary}, {len(trusted)} of {len(metrics)} metrics "
+             "pass every rule" + (f": {', '.join(trusted)}." if trusted else ".")]
     if ce:
         tracks = {v: [n for n in ce if metrics[n]["verdict"]["tracks"] == v]
                   for v in ("tracks", "inconclusive", "does not track", "undefined")}
-        said = {"tracks": "track", "inconclusive": "are inconclusive about",
-                "does not track": "do not track", "undefined": "cannot be judged on"}
-        lines[0] += (f" Of CE-Bench's {len(ce)} scores, "
-                     + ", ".join(f"{len(v)} {said[k]}" for k, v in tracks.items() if v)
-                     + " ground truth within the strata users compare.")
+        lines[0] += (f" Tracking of {primary} within the strata users compare, for CE-Bench's "
+                     f"{len(ce)} scores: "
+                     + ", ".join(f"{k} for {len(v)}" for k, v in tracks.items() if v) + ".")
     if not report["sanity"]["ok"]:
         failed = [k for k, v in report["sanity"]["checks"].items() if not v]
-        lines.append(f"**Sanity checks failed** ({'; '.join(failed)}): do not cite these "
-                     "verdicts.")
+        lines += ["", f"**Sanity checks failed** ({'; '.join(failed)}): do not cite these "
+                  "verdicts."]
     return lines + [""]
 
 
@@ -266,7 +273,10 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
     lines += ["", "### Why", ""]
     for name, m in report["metrics"].items():
         reasons = m["verdict"]["reasons"]
-        lines.append(f"- **{name}**: " + ("; ".join(reasons) if reasons else "passes every rule"))
+        twin = (f" (its values equal {m['identical_to']}'s on every SAE and seed)"
+                if m.get("identical_to") else "")
+        lines.append(f"- **{name}**{twin}: "
+                     + ("; ".join(reasons) if reasons else "passes every rule"))
     rules = cfg["verdict"]
     lines += [
         "", "### Rules", "",

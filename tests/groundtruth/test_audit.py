@@ -56,9 +56,10 @@ def test_report_has_the_promised_shape(audited):
             assert set(within["strata"]) == {"family/decoder_noise", "family/dropped",
                                              "relu_l1/w16", "relu_l1/w32", "topk/w16", "topk/w32"}
         assert set(m["trajectory"]) >= {"snr", "discriminability", "n_pairs"}
-        assert m["verdict"]["overall"] in ("trustworthy", "not trustworthy")
+        assert m["verdict"]["overall"] in ("trustworthy", "not trustworthy", "ground truth")
     text = (out / "report.json").read_text()
     assert "NaN" not in text and "Infinity" not in text and "1000000000.0" not in text
+    assert report["metrics"]["gt_f1"]["verdict"]["overall"] == "ground truth"  # the yardstick
     cards = json.loads((out / "card.json").read_text())
     assert set(cards) == set(report["metrics"])
     assert cards["gt_f1"]["tracking"]["within_strata"]["n_units"] == 1 + 8
@@ -184,7 +185,8 @@ def test_a_finished_audit_is_rejudged_without_recomputing(audited, tmp_path, cap
     assert again["config"]["verdict"]["precision_fraction"] == 100.0
     for name, entry in again["metrics"].items():
         assert entry["gt_correlation"] == report["metrics"][name]["gt_correlation"]  # kept
-        assert entry["verdict"]["precise"] is (entry["precision"]["median_ratio"] is not None)
+        if name != "gt_f1":  # the yardstick is not judged
+            assert entry["verdict"]["precise"] is (entry["precision"]["median_ratio"] is not None)
     assert (copy / "results.jsonl").read_bytes() == values  # nothing was measured again
     assert "re-rendered" in capsys.readouterr().out
     assert main(["report", "--out", str(tmp_path / "nothing")]) == 2
