@@ -58,6 +58,7 @@ __all__ = [
     "mark_tokens",
     "tokenize_dataset",
     "write_contrastive_dataset",
+    "reference_v1_rows",
 ]
 
 Span = tuple[int, int]
@@ -353,6 +354,11 @@ class ContrastiveDataset:
         encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
+    def select(self, positions) -> ContrastiveDataset:
+        """The dataset of the rows at `positions` (in that order), under the same name."""
+        return ContrastiveDataset(name=self.name, schema=self.schema,
+                                  rows=tuple(self.rows[int(p)] for p in positions))
+
     def to_records(self) -> list[dict[str, Any]]:
         """The raw rows in this dataset's schema (see `ContrastiveRow.to_record`)."""
         return [row.to_record(self.schema) for row in self.rows]
@@ -415,6 +421,20 @@ def detect_schema(columns: Iterable[str]) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Loading
+
+
+def reference_v1_rows(dataset: ContrastiveDataset) -> list[int]:
+    """Positions of the rows the reference's v1 code scores: it skips every row whose subject
+    contains "relevance to " (Yusen-Peng/CE-Bench, utils/contrastive_eval.py).
+
+    Raises:
+        ValueError: no row is left.
+    """
+    kept = [p for p, row in enumerate(dataset.rows) if "relevance to " not in row.subject]
+    if not kept:
+        raise ValueError(f"every row of {dataset.name} has a 'relevance to ' subject, which v1 "
+                         "skips: keep them (--keep-relevance-rows) to score them")
+    return kept
 
 
 def load_contrastive_dataset(

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from cebench.activations import cached_activations
 from cebench.core import encoder_from_sae, score_segments, segment_sums
-from cebench.datasets import load_contrastive_dataset
+from cebench.datasets import load_contrastive_dataset, reference_v1_rows
 from cebench.models import load_model
 from cebench.saes import load_sae, sae_identity, sae_label
 from cebench.scores import PAPER_ALPHA, CEScores
@@ -142,17 +142,6 @@ def _check_unique_labels(saes: list[SAESource], labels: list[tuple[str, str]]) -
                 "and would write one result file: score them into separate output folders, or "
                 "rename one of their folders")
         seen[label] = spec
-
-
-def _without_relevance_rows(dataset):
-    """The reference's v1 code skips rows whose subject contains "relevance to "."""
-    from cebench.datasets import ContrastiveDataset
-
-    kept = tuple(row for row in dataset.rows if "relevance to " not in row.subject)
-    if not kept:
-        raise ValueError(f"every row of {dataset.name} has a 'relevance to ' subject, which v1 "
-                         "skips: pass keep_relevance_rows (--keep-relevance-rows) to score them")
-    return ContrastiveDataset(name=dataset.name, schema=dataset.schema, rows=kept)
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -264,7 +253,7 @@ def run_sweep(
                          f"{dataset.name} ({dataset.schema}) has none")
     variant = ("v1" if dataset.is_marked else "v4") if config.variant == "auto" else config.variant
     if variant == "v1" and not config.keep_relevance_rows:
-        dataset = _without_relevance_rows(dataset)
+        dataset = dataset.select(reference_v1_rows(dataset))
     output_folder = Path(output_folder)
     cache_dir = Path(cache_dir) if cache_dir is not None else output_folder / "activation_cache"
     labels = [sae_label(s.source, s.sae_id) for s in saes]  # validates every source first

@@ -61,6 +61,9 @@ def _build_parser() -> argparse.ArgumentParser:
     real.add_argument("--dataset", help="local contrastive-stories file (real SAEs)")
     real.add_argument("--hook", help="hook of a params.npz outside Gemma Scope's layout")
     real.add_argument("--cache-dir", default="runs/noise_floor_cache")
+    real.add_argument("--keep-relevance-rows", action="store_true",
+                      help="v1: also score rows whose subject contains 'relevance to ' (skipped "
+                           "by default, as by the reference and `cebench score`)")
 
     rejudge = commands.add_parser(
         "report", help="re-render a finished audit, with the [verdict] thresholds of --config "
@@ -117,8 +120,8 @@ def _noise_floor(args) -> int:
         for source in args.sae:
             results += real_noise_floor(args.metric, source, model=args.model,
                                         dataset=args.dataset, seeds=args.seeds,
-                                        cache_dir=args.cache_dir,
-                                        hook_name=args.hook)
+                                        cache_dir=args.cache_dir, hook_name=args.hook,
+                                        keep_relevance_rows=args.keep_relevance_rows)
     else:
         if not (args.family or args.control or args.sae):
             raise ValueError("name SAEs: --family NAME:VALUE, --control NAME or --sae PATH")

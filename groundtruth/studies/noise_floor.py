@@ -59,16 +59,18 @@ def synthetic_noise_floor(metric: str, sae, name: str, world, *, seeds: int = 5,
 
 
 def real_noise_floor(metrics: list[str], source: str, *, model: str | None, dataset: str | Path,
-                     seeds: int = 5, cache_dir: str | Path,
+                     seeds: int = 5, cache_dir: str | Path, keep_relevance_rows: bool = False,
                      hook_name: str | None = None, bos: str = "include",
                      max_tokens: int | None = None, limit: int | None = None) -> list[NoiseFloor]:
-    """Reseed noise of CE-Bench scores on a real SAE: activations once; seed s scores the
-    corpus of n_pairs rows drawn with replacement by
+    """Reseed noise of CE-Bench scores on a real SAE: activations once; seed s scores a corpus
+    of the scored rows' size drawn from them with replacement by
     `np.random.default_rng(derive_seed(s, "noise-floor-corpus"))` (see the module docstring).
+    The scored rows are those `cebench score` scores: every row for v4; for v1, the rows whose
+    subject does not contain "relevance to " unless `keep_relevance_rows`.
     """
     from cebench.activations import cached_activations
     from cebench.core import encoder_from_sae, segment_sums
-    from cebench.datasets import load_contrastive_dataset
+    from cebench.datasets import load_contrastive_dataset, reference_v1_rows
     from cebench.saes import load_sae, sae_label
     from cebench.scores import PAPER_ALPHA, scores_from_segment_means
 
@@ -99,6 +101,10 @@ def real_noise_floor(metrics: list[str], source: str, *, model: str | None, data
         raise ValueError(f"{dataset} has {n_pairs} story pair; resampling needs at least 2")
     label = "/".join(sae_label(source))
     results = {m: [] for m in metrics}
+    # the rows each variant scores, as `cebench score` does (v1 skips "relevance to " rows)
+    scored = {"v4": np.arange(n_pairs),
+              "v1": np.arange(n_pairs) if keep_relevance_rows or "v1" not in variants
+              else np.array(reference_v1_rows(data))}
     for variant in sorted(variants):
         segments, n_segments = acts.segment_ids(variant)
         full = segment_sums(acts.activations, segments, n_segments, encoder)
@@ -106,7 +112,8 @@ def real_noise_floor(metrics: list[str], source: str, *, model: str | None, data
         active_per_pair = full.active_counts.reshape(n_pairs, per_pair).sum(axis=1)
         for seed in range(seeds):
             rng = np.random.default_rng(derive_seed(seed, "noise-floor-corpus"))
-            rows = np.sort(rng.integers(0, n_pairs, n_pairs))  # a fresh corpus, same size
+            eligible = scored[variant]
+            rows = np.sort(eligible[rng.integers(0, len(eligible), len(eligible))])
             index = (rows[:, None] * per_pair + np.arange(per_pair)).reshape(-1)
             counts = full.counts[index]
             scores = scores_from_segment_means(
