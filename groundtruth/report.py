@@ -398,6 +398,14 @@ def _card_lines(report: dict, primary: str) -> list[str]:
     return lines
 
 
+def _robust_range(values) -> tuple[float, float]:
+    """A y-range that one outlier cannot squash: the 2nd to 98th percentile, widened by the
+    interquartile range on each side. Points beyond it are drawn on its edge, ringed."""
+    q2, q25, q75, q98 = np.percentile(np.asarray(values, dtype=float), [2, 25, 75, 98])
+    pad = max(q75 - q25, 1e-12)
+    return float(q2 - pad), float(q98 + pad)
+
+
 def _ci(value, interval) -> str:
     if value is None:
         return "-"
@@ -510,27 +518,39 @@ def plot_report(report: dict, out: Path) -> list[str]:
     primary = report["config"]["lenses"]["ground_truth"][0]
     metrics = [m for m in report["metrics"] if m != primary]
     saes = [s for s in report["saes"] if s["in_correlation"]]
-    kinds = sorted({s["family"] for s in saes})
-    colors = {k: plt.cm.tab20(i % 20) for i, k in enumerate(kinds)}
+    groups = sorted({(s["kind"], s["family"]) for s in saes})
+    # tab20's dark shades first, then its light ones: neighbours get different hues
+    colors = {g: plt.cm.tab20((2 * i) % 20 + (2 * i // 20) % 2) for i, g in enumerate(groups)}
+    markers = {"control": "X", "constructed": "s", "trained": "o"}
     written = []
 
     cols = 4
     rows = max(1, -(-len(metrics) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
     for ax, name in zip(axes.flat, metrics):
-        for kind in kinds:
-            xs = [s["scores"][primary] for s in saes if s["family"] == kind]
-            ys = [s["scores"][name] for s in saes if s["family"] == kind]
-            ax.scatter(xs, ys, s=12, color=colors[kind], label=kind)
+        low, high = _robust_range([s["scores"][name] for s in saes])
+        for kind, family in groups:
+            members = [s for s in saes if (s["kind"], s["family"]) == (kind, family)]
+            xs = np.array([s["scores"][primary] for s in members])
+            ys = np.clip([s["scores"][name] for s in members], low, high)
+            ax.scatter(xs, ys, s=14, color=colors[(kind, family)], marker=markers[kind],
+                       label=f"{family} ({kind})")
+            outside = np.array([not low <= s["scores"][name] <= high for s in members])
+            if outside.any():  # outliers sit on the edge of the panel, hollow
+                ax.scatter(xs[outside], ys[outside], s=40, facecolors="none",
+                           edgecolors="black", linewidths=0.8)
         rho = report["metrics"][name]["gt_correlation"][primary]["spearman"]
         ax.set_title(f"{name} (pooled rho {_fmt(rho)})", fontsize=9)
         ax.set_xlabel(primary, fontsize=8)
+        ax.set_ylabel(name, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.flat[len(metrics):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=7)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=7,
+               title="marker: kind; colour: family or training architecture; hollow ring: "
+                     "an outlier drawn at the panel's edge", title_fontsize=7)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out / "scatter_vs_ground_truth.png", dpi=90)
     plt.close(fig)
     written.append("scatter_vs_ground_truth.png")
@@ -555,22 +575,36 @@ def plot_report(report: dict, out: Path) -> list[str]:
     trajectories = report.get("trajectories", {})
     shown = [n for n in ([primary] + metrics) if n in trajectories][:8]
     if shown:
-        fig, axes = plt.subplots(2, 4, figsize=(16, 6.4), squeeze=False)
+        fig, axes = plt.subplots(2, 4, figsize=(16, 6.8), squeeze=False)
+        architectures = sorted({run.split("/")[0] for run in trajectories[shown[0]]})
+        widths = sorted({run.rsplit("/w", 1)[-1] for run in trajectories[shown[0]]}, key=int)
+        arch_colour = {a: plt.cm.tab10(i % 10) for i, a in enumerate(architectures)}
+        width_style = dict(zip(widths, ("-", "--", ":", "-.")))
         for ax, name in zip(axes.flat, shown):
-            band = report["metrics"][name]["reseed"]["mdd_unpaired"] / 2
+            reseed = report["metrics"][name]["reseed"]
             for run, curve in trajectories[name].items():
                 steps = np.asarray(curve["steps"])
                 mean = np.asarray(curve["mean"])
-                line, = ax.plot(steps, mean, marker="o", ms=2, lw=1, label=run)
-                ax.fill_between(steps, mean - band, mean + band, color=line.get_color(),
-                                alpha=0.15)
+                colour = arch_colour[run.split("/")[0]]
+                paired = reseed["paired"].get(run.rsplit("/w", 1)[-1], {}).get("mdd")
+                band = (reseed["mdd_unpaired"] if paired is None else paired) / 2
+                ax.plot(steps, mean, marker="o", ms=2, lw=1, color=colour,
+                        ls=width_style.get(run.rsplit("/w", 1)[-1], "-"))
+                ax.fill_between(steps, mean - band, mean + band, color=colour, alpha=0.08)
             ax.set_xscale("log")
-            ax.set_title(f"{name} (band: +/- MDD/2)", fontsize=9)
+            ax.set_title(f"{name} (band: +/- paired MDD/2)", fontsize=9)
             ax.set_xlabel("training step", fontsize=8)
+            ax.set_ylabel(f"{name}, mean over training seeds", fontsize=8)
             ax.tick_params(labelsize=7)
         for ax in axes.flat[len(shown):]:
             ax.axis("off")
-        fig.tight_layout()
+        handles = ([plt.Line2D([], [], color=arch_colour[a], label=a) for a in architectures]
+                   + [plt.Line2D([], [], color="grey", ls=width_style[w], label=f"width {w}")
+                      for w in widths])
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
+                   title="one line per training run (architecture x sparsity x width)",
+                   title_fontsize=8)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
         fig.savefig(out / "trajectories.png", dpi=90)
         plt.close(fig)
         written.append("trajectories.png")
