@@ -230,6 +230,28 @@ def _answer_lines(report: dict) -> list[str]:
     return lines + [""]
 
 
+def _convergence_lines(report: dict, primary: str) -> list[str]:
+    """How far the trained SAEs are from convergence: the share of each run's total change in
+    the primary ground truth that came in its last checkpoint interval (median over runs)."""
+    curves = (report.get("trajectories") or {}).get(primary) or {}
+    shares = []
+    for curve in curves.values():
+        mean = curve["mean"]
+        total = mean[-1] - mean[0]
+        if len(mean) >= 3 and total != 0:
+            shares.append((mean[-1] - mean[-2]) / total)
+    if not shares:
+        return []
+    steps = next(iter(curves.values()))["steps"]
+    share = float(np.median(shares))
+    judged = ("far from converged" if share > 0.2 else
+              "close to converged" if share < 0.05 else "not yet converged")
+    return [f"**Convergence.** Over the last checkpoint interval (steps {steps[-2]} to "
+            f"{steps[-1]}), {primary} still moved by {share:.0%} of its total change along "
+            f"training (median over {len(shares)} runs): the trained SAEs are {judged}. "
+            "Verdicts on trajectories describe SAEs at these stages of training.", ""]
+
+
 def render_markdown(report: dict, plots: list[str] | None = None) -> str:
     cfg = report["config"]
     gts = cfg["lenses"]["ground_truth"]
@@ -237,7 +259,7 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
     lines = [f"# Audit: {cfg['name']}", ""]
     if cfg.get("description"):
         lines += [cfg["description"], ""]
-    lines += _answer_lines(report)
+    lines += _answer_lines(report) + _convergence_lines(report, primary)
     pop = report["population"]
     lines += [
         f"World: `{report['world']['summary']}`. Population: {pop['n_correlation']} SAEs for "
