@@ -124,19 +124,18 @@ def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> 
     plan = plan_evaluations(study, members)
     store = ResultStore(out / "results.jsonl")
     try:
-        bar = tqdm(total=len(members), unit="sae", desc=f"audit {study.name}",
-                   disable=not progress)
-        for member in members:
-            records = []
-            for seed in plan[member.id]:
-                for name in metrics:
-                    if specs[name].deterministic and seed != 0:
-                        continue
-                    if (member.id, name, seed) in store:
-                        continue
-                    records.append((member.id, name, seed,
-                                    evaluate_metric(name, member.params, data, seed)))
+        wanted = {m.id: [(name, seed) for seed in plan[m.id] for name in metrics
+                         if not (specs[name].deterministic and seed != 0)] for m in members}
+        pending = [m for m in members
+                   if any((m.id, name, seed) not in store for name, seed in wanted[m.id])]
+        bar = tqdm(total=len(pending), unit="sae", disable=not progress,
+                   desc=f"audit {study.name}: {len(pending)} of {len(members)} SAEs to measure")
+        for position, member in enumerate(pending):
+            records = [(member.id, name, seed, evaluate_metric(name, member.params, data, seed))
+                       for name, seed in wanted[member.id] if (member.id, name, seed) not in store]
             store.add_many(records)  # durable before moving on
+            if position == 0:  # the first SAE compiles its metrics: its time says nothing of
+                bar.reset()  # the others' rate, so the clock (and the ETA) starts after it
             bar.update(1)
         bar.close()
         report = build_report(study, world, members, store, metrics, plan)

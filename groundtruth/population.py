@@ -104,16 +104,17 @@ def constructed_saes(world: World, families, run_dir: Path, *, progress: bool = 
             return
         seen[digest] = member.name
         out.append(PopulationMember(id=member.name, kind=kind, origin=member.family,
-                            architecture=p.architecture, width=p.d_sae, knobs=member.knobs,
-                            seed=member.seed, params=p))
+                                    architecture=p.architecture, width=p.d_sae,
+                                    knobs=member.knobs, seed=member.seed, params=p))
 
-    if families.controls:
-        for name in CONTROLS:
-            add("control", control(base, name))
-    for name in families.names:
-        spec = FAMILIES[name]
-        for value in spec.default_values(world):
-            add("constructed", spec.build(base, value))
+    todo = [("control", name, None) for name in (CONTROLS if families.controls else ())]
+    todo += [("constructed", name, value) for name in families.names
+             for value in FAMILIES[name].default_values(world)]
+    from tqdm.auto import tqdm
+
+    for kind, name, value in tqdm(todo, unit="sae", desc="constructed SAEs and controls",
+                                  disable=not progress):
+        add(kind, control(base, name) if kind == "control" else FAMILIES[name].build(base, value))
     return out
 
 
@@ -155,7 +156,7 @@ def trained_saes(world: World, plan, run_dir: Path, *, progress: bool = False):
     runs = training_configs(plan)
     buffer = None
     out = []
-    for key, config, knob, value in runs:
+    for position, (key, config, knob, value) in enumerate(runs, start=1):
         folder = run_dir / "populations" / key.replace("/", "__")
         if (folder / "population.json").exists():
             population = TrainedPopulation.load(folder)
@@ -163,8 +164,9 @@ def trained_saes(world: World, plan, run_dir: Path, *, progress: bool = False):
             if buffer is None:  # one sample of the world, shared by every run
                 buffer = world.sample(plan.training_samples,
                                       seed=derive_seed(plan.data_seed, "training-data")).hidden
-            population = train_population(_batches(buffer, config.batch_size), config,
-                                          seeds=plan.seeds, progress=progress)
+            population = train_population(
+                _batches(buffer, config.batch_size), config, seeds=plan.seeds, progress=progress,
+                desc=f"train {key} x{len(plan.seeds)} seeds ({position}/{len(runs)})")
             population.save(folder)
         last = len(population.checkpoints) - 1
         for s_index, seed in enumerate(population.seeds):

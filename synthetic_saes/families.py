@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.sae_params import SAEParams
@@ -187,6 +188,7 @@ class OracleBase:
             progress=self.progress,
             init_params={"W_dec": G, "W_enc": G.T, "b_dec": world.bias},
             frozen=("W_dec", "b_dec"),
+            desc=f"oracle of seed {self.seed}: fit the encoder to the true features",
         )
         return population.params(0)
 
@@ -487,37 +489,46 @@ def control(base: OracleBase, name: str, *, k: int | None = None) -> Constructed
 
 def make_family(world: World, family: str, values: Sequence[float | int] | None = None, *,
                 seeds: Sequence[int] = (0,), oracle_config: OracleConfig | None = None,
-                bases: dict[int, OracleBase] | None = None) -> list[ConstructedSAE]:
+                bases: dict[int, OracleBase] | None = None,
+                progress: bool = False) -> list[ConstructedSAE]:
     """Members of `family` for every seed and knob value (one oracle per seed).
 
-    `bases` (seed -> OracleBase) lets several families share their oracles.
+    `bases` (seed -> OracleBase) lets several families share their oracles; `progress` shows
+    the oracles' training and a bar over the members.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown SAE family {family!r}; known families: {sorted(FAMILIES)}")
     spec = FAMILIES[family]
     values = spec.default_values(world) if values is None else tuple(values)
     members = []
+    bar = tqdm(total=len(seeds) * len(values), unit="sae", desc=f"family {family}",
+               disable=not progress)
     for seed in seeds:
-        base = _base(world, seed, oracle_config, bases)
-        members.extend(spec.build(base, value) for value in values)
+        base = _base(world, seed, oracle_config, bases, progress)
+        for value in values:
+            members.append(spec.build(base, value))
+            bar.update(1)
+    bar.close()
     return members
 
 
 def make_controls(world: World, *, seed: int = 0, k: int | None = None,
                   oracle_config: OracleConfig | None = None,
-                  bases: dict[int, OracleBase] | None = None) -> list[ConstructedSAE]:
+                  bases: dict[int, OracleBase] | None = None,
+                  progress: bool = False) -> list[ConstructedSAE]:
     """The diagnostic controls of one seed, in `CONTROLS` order (best_k keeps k latents,
-    `default_best_k` by default)."""
-    base = _base(world, seed, oracle_config, bases)
-    return [control(base, name, k=k) for name in CONTROLS]
+    `default_best_k` by default); `progress` shows the oracle's training and the controls."""
+    base = _base(world, seed, oracle_config, bases, progress)
+    return [control(base, name, k=k)
+            for name in tqdm(CONTROLS, unit="sae", desc="controls", disable=not progress)]
 
 
 def _base(world: World, seed: int, config: OracleConfig | None,
-          bases: dict[int, OracleBase] | None) -> OracleBase:
+          bases: dict[int, OracleBase] | None, progress: bool = False) -> OracleBase:
     if bases is None:
-        return OracleBase(world, seed=seed, config=config)
+        return OracleBase(world, seed=seed, config=config, progress=progress)
     if seed not in bases:
-        bases[seed] = OracleBase(world, seed=seed, config=config)
+        bases[seed] = OracleBase(world, seed=seed, config=config, progress=progress)
     base = bases[seed]
     if base.world is not world:
         raise ValueError("the shared oracle bases belong to a different world")

@@ -224,6 +224,7 @@ def train_population(
     prefetch: bool = True,
     init_params: dict[str, np.ndarray] | None = None,
     frozen: Sequence[str] = (),
+    desc: str | None = None,
 ) -> TrainedPopulation:
     """Train `len(seeds)` SAEs of one config at once on a shared stream of batches.
 
@@ -240,6 +241,7 @@ def train_population(
             {"W_dec": true_features} (shapes of one seed, broadcast to all).
         frozen: names of parameters never updated (e.g. ("W_dec",) to tune only the encoder
             of a given dictionary).
+        desc: the progress bar's label (default: the architecture and the number of seeds).
 
     Returns:
         The population with each seed's parameters at every checkpoint.
@@ -270,7 +272,8 @@ def train_population(
     checkpoints: list[Checkpoint] = []
     logged: dict[str, list] = {"step": [], "loss": [], "mse": [], "l0": []}
     bar = tqdm(total=total * config.batch_size, unit="sample", unit_scale=True,
-               desc=f"train {config.architecture} x{len(seeds)} seeds", disable=not progress,
+               desc=desc or f"train {config.architecture} x{len(seeds)} seeds",
+               disable=not progress,
                smoothing=0.1)
     try:
         for step in range(1, total + 1):
