@@ -49,10 +49,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import scipy.stats
 
 from groundtruth import stats
 from groundtruth.audit import decomposition_runs, metric_entry, plan_evaluations
-from groundtruth.design import AuditDesign
+from groundtruth.design import AuditDesign, cluster_of, stratum_of
 from groundtruth.population import PopulationMember, run_key
 from groundtruth.report import write_study_report
 from groundtruth.study import StudyConfig, load_study, repository_path
@@ -169,18 +170,10 @@ def _planted_values(name: str, members: list[PopulationMember], truth: dict, des
         for sae_id, stratum in strata.items():
             finals.setdefault(stratum, []).append(q[sae_id])
         offset = {s: 3.0 * float(np.mean(v)) for s, v in finals.items()}
-
-        def stratum_of_any(i: str):
-            member = by_id[i]
-            if member.kind == "trained":
-                return f"{member.training_architecture}/w{member.width}"
-            return strata.get(i)
-
-        return lambda i, s: q[i] - offset[stratum_of_any(i)] + noise(i, s, sd)
+        return lambda i, s: q[i] - offset[stratum_of(by_id[i])] + noise(i, s, sd)
     if name == "null_clustered":
-        clusters = {m.id: (m.run if m.kind == "trained" else f"oracle/seed{m.seed}")
-                    for m in members}
-        return lambda i, s: (noise(clusters[i], 0, 1.0, "/cluster") + noise(i, 0, 0.3, "/sae")
+        return lambda i, s: (noise(cluster_of(by_id[i]), 0, 1.0, "/cluster")
+                             + noise(i, 0, 0.3, "/sae")
                              + noise(i, s, sd))
     if name == "slope":
         last = max(m.checkpoint or 0 for m in members)
@@ -237,16 +230,10 @@ def _coverage(hits: list[bool | None]) -> dict:
     n, k = len(valid), int(sum(valid))
     if not n:
         return {"coverage": None, "n": 0, "note": "no interval was defined"}
-    low, high = _wilson(k, n)
+    interval = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    low, high = float(interval.low), float(interval.high)
     return {"coverage": k / n, "n": n, "wilson95": [low, high],
             "within_target": COVERAGE_TARGET[0] <= k / n <= COVERAGE_TARGET[1]}
-
-
-def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def _relative(estimate: float, truth: float) -> dict:
