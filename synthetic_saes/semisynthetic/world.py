@@ -156,13 +156,15 @@ class LanguageWorld(BaseWorld):
         language: the language it was trained on.
         config: the world's config (its `model` must be the model's training config).
         model_report: the model's saved training report (language_model.json), if any.
+        progress: show a bar while the model runs over the stories the dictionary is fitted
+            and assessed on (minutes on a CPU for the default sizes).
 
     Raises:
         ValueError: the model has no hook `config.hook_name`.
     """
 
     def __init__(self, model, language: Language, config: LanguageWorldConfig, *,
-                 model_report: dict | None = None):
+                 model_report: dict | None = None, progress: bool = False):
         if config.hook_name not in model.hook_dict:
             valid = [h for h in model.hook_dict if "resid" in h]
             raise ValueError(f"the model has no hook {config.hook_name!r}; residual hooks: "
@@ -171,6 +173,7 @@ class LanguageWorld(BaseWorld):
         self.language = language
         self.config = config
         self.model_report = model_report
+        self.progress = progress
         self.tokenizer = model.tokenizer
         self._names = feature_names_of(language)
         entity_words = {f"word={e}": f"category={c}" for e, c in ENTITIES.items()}
@@ -196,7 +199,7 @@ class LanguageWorld(BaseWorld):
         if model_config != config.model or language.config != config.language:
             raise ValueError(f"{directory} holds a model trained with another config; use "
                              "another folder or delete it")
-        return cls(model, language, config, model_report=report)
+        return cls(model, language, config, model_report=report, progress=progress)
 
     def __repr__(self) -> str:
         return (f"LanguageWorld(hook={self.config.hook_name!r}, d_in={self.d_in}, "
@@ -215,18 +218,25 @@ class LanguageWorld(BaseWorld):
         acts = cache[self.config.hook_name].float().numpy()
         return np.concatenate([acts[row, 1:len(s.words) + 1] for row, s in enumerate(stories)])
 
-    def _tokens(self, n_stories: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def _tokens(self, n_stories: int, seed: int, purpose: str) -> tuple[np.ndarray, np.ndarray]:
+        from tqdm.auto import tqdm
+
         stories = self.language.stories(n_stories, seed=seed)
-        acts = np.concatenate([self.story_activations(stories[i:i + 256])
-                               for i in range(0, n_stories, 256)])
-        return acts, story_indicators(stories, self._names)
+        with tqdm(total=n_stories, unit="story", disable=not self.progress,
+                  desc=f"{self.config.hook_name} activations for the {purpose}") as bar:
+            chunks = []
+            for i in range(0, n_stories, 256):
+                chunks.append(self.story_activations(stories[i:i + 256]))
+                bar.update(len(stories[i:i + 256]))
+        return np.concatenate(chunks), story_indicators(stories, self._names)
 
     # --- ground truth ----------------------------------------------------------------------
     @cached_property
     def dictionary(self) -> SupervisedDictionary:
         """The supervised dictionary at the hook, fitted on `fit_stories` stories."""
         acts, indicators = self._tokens(self.config.fit_stories,
-                                        derive_seed(self.config.seed, "dictionary-fit"))
+                                        derive_seed(self.config.seed, "dictionary-fit"),
+                                        "supervised dictionary fit")
         return fit_supervised_dictionary(acts, indicators, self._names,
                                          method=self.config.method)
 
@@ -234,7 +244,8 @@ class LanguageWorld(BaseWorld):
     def quality(self) -> DictionaryQuality:
         """The dictionary's explained variance and probe accuracy on held-out stories."""
         acts, indicators = self._tokens(self.config.quality_stories,
-                                        derive_seed(self.config.seed, "dictionary-quality"))
+                                        derive_seed(self.config.seed, "dictionary-quality"),
+                                        "dictionary quality check")
         return dictionary_quality(self.dictionary, acts, indicators)
 
     @property

@@ -33,6 +33,16 @@ def test_a_folder_trained_with_another_config_is_not_reused(tiny_language_model)
         LanguageWorld.build(other, directory)
 
 
+def test_the_dictionary_fit_shows_progress_and_equals_the_silent_fit(tiny_language_world,
+                                                                    capsys):
+    world = tiny_language_world
+    shown = LanguageWorld(world.model, world.language, world.config, progress=True)
+    np.testing.assert_array_equal(shown.dictionary.directions, world.dictionary.directions)
+    err = capsys.readouterr().err
+    assert "activations for the supervised dictionary fit" in err
+    assert f"{world.config.fit_stories}/{world.config.fit_stories}" in err
+
+
 def test_samples_are_hook_activations_with_their_labels(tiny_language_world):
     world = tiny_language_world
     a = world.sample(3000, seed=4)
