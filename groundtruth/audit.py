@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from groundtruth.convergence import convergence_summary
 from groundtruth.design import AuditDesign, cluster_of, stratum_of
 from groundtruth.lenses import (
     control_ranks, correlation_lens, decomposition_lens, precision_lens, reseed_lens,
@@ -340,6 +341,8 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
                      .mean(axis=0).tolist()}
                for run, run_members in design.runs.items()}
         for name in metrics}
+    convergence = convergence_summary(
+        {run: (trajectories[primary][run]["steps"], gt_grids[run]) for run in design.runs})
 
     truth = {i: oriented_gt(primary, i) for i in (m.id for m in members)}
     planted_values = {
@@ -388,6 +391,7 @@ def build_report(study: StudyConfig, world, members: list[PopulationMember], sto
         "saes": per_sae,
         "metrics": report_metrics,
         "trajectories": trajectories,
+        "convergence": convergence,
         "sanity": {"planted": planted, "control_ranks_on_ground_truth": sanity_ranks,
                    "checks": checks, "ok": bool(all(checks.values()))},
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from groundtruth.convergence import convergence_summary
 from groundtruth.store import write_json
 
 __all__ = ["verdict", "write_report", "write_study_report", "render_markdown", "plot_report",
@@ -231,24 +232,30 @@ def _answer_lines(report: dict) -> list[str]:
 
 
 def _convergence_lines(report: dict, primary: str) -> list[str]:
-    """How far the trained SAEs are from convergence: the share of each run's total change in
-    the primary ground truth that came in its last checkpoint interval (median over runs)."""
-    curves = (report.get("trajectories") or {}).get(primary) or {}
-    shares = []
-    for curve in curves.values():
-        mean = curve["mean"]
-        total = mean[-1] - mean[0]
-        if len(mean) >= 3 and total != 0:
-            shares.append((mean[-1] - mean[-2]) / total)
-    if not shares:
+    """How far the trained SAEs are from convergence (`groundtruth.convergence`): the relative
+    gain of the primary ground truth over the last doubling of training samples, per run."""
+    summary = report.get("convergence")
+    if summary is None:  # a report written before convergence was stored: judge the means
+        curves = (report.get("trajectories") or {}).get(primary) or {}
+        summary = convergence_summary({run: (c["steps"], c["mean"]) for run, c in curves.items()})
+    if not summary["n_runs"]:
         return []
-    steps = next(iter(curves.values()))["steps"]
-    share = float(np.median(shares))
-    judged = ("far from converged" if share > 0.2 else
-              "close to converged" if share < 0.05 else "not yet converged")
-    return [f"**Convergence.** Over the last checkpoint interval (steps {steps[-2]} to "
-            f"{steps[-1]}), {primary} still moved by {share:.0%} of its total change along "
-            f"training (median over {len(shares)} runs): the trained SAEs are {judged}. "
+    threshold = summary["threshold"]
+    head = (f"**Convergence.** A run counts as converged when {primary} gained less than "
+            f"{threshold:.0%} of its final value over the last doubling of training samples "
+            "(median over seeds). ")
+    if not summary["n_measurable"]:
+        return [head + "No run can be judged: the first checkpoint comes after half of "
+                "training.", ""]
+    worst = max((r for r in summary["per_run"].items() if r[1]["gain"] is not None),
+                key=lambda r: r[1]["gain"])
+    if summary["converged"]:
+        verdict_text = "every trained run is converged"
+    else:
+        verdict_text = (f"the trained SAEs miss it: {summary['n_converged']} of "
+                        f"{summary['n_runs']} runs are converged")
+    return [head + f"By this definition {verdict_text}; the median gain over the last doubling "
+            f"is {summary['median_gain']:.1%} (largest {worst[1]['gain']:.1%}, {worst[0]}). "
             "Verdicts on trajectories describe SAEs at these stages of training.", ""]
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from groundtruth.audit import plan_evaluations, run_audit
+from groundtruth.convergence import last_doubling_gain
 from groundtruth.study import study_from_dict
 
 RAW = {
@@ -91,6 +92,19 @@ def test_trajectories_cover_every_run_and_checkpoint(audited):
     # seeds and checkpoints axes swapped, as before, this share came out as 0).
     assert report["metrics"]["gt_f1"]["variance_decomposition"]["checkpoint"] > 0.5
     assert report["metrics"]["gt_mcc"]["variance_decomposition"]["metric_seed"] == 0.0
+
+
+def test_convergence_is_judged_per_run_from_the_stored_curves(audited):
+    out, report = audited
+    convergence = report["convergence"]
+    assert set(convergence["per_run"]) == set(report["trajectories"]["gt_f1"])
+    for run, judged in convergence["per_run"].items():
+        assert len(judged["seed_gains"]) == 2  # one gain per training seed
+        curve = report["trajectories"]["gt_f1"][run]
+        assert last_doubling_gain(curve["steps"], curve["mean"]) is not None
+        lo, hi = min(judged["seed_gains"]), max(judged["seed_gains"])
+        assert lo - 1e-9 <= judged["gain"] <= hi + 1e-9  # the median of the seeds' gains
+    assert "**Convergence.**" in (out / "report.md").read_text()
 
 
 def test_same_seed_same_report(audited, tmp_path):
