@@ -5,13 +5,16 @@ metrics/      name -> metric(sae, data, seed) -> float: the registry, the shippe
               AuditData (the seeded inputs), ground-truth matching and quality, probing
 audit core    study (TOML configs), study_world, population (the SAEs), design (clusters,
               strata, reseed set, trajectories), store (values as they are computed), stats,
-              lenses, report (verdicts, cards), power (seeds needed), model_outputs, audit
+              lenses, report (verdicts, cards), convergence (of trained SAEs), power (seeds needed),
+              model_outputs, audit
               (runs an audit study)
 studies/      one file per study kind; STUDIES maps kind -> runner
 cli           the `groundtruth` command (argparse only)
 """
 
 from groundtruth.audit import run_audit as run_audit
+from groundtruth.convergence import convergence_summary as convergence_summary
+from groundtruth.convergence import last_doubling_gain as last_doubling_gain
 from groundtruth.metrics import AuditData as AuditData
 from groundtruth.metrics import DataConfig as DataConfig
 from groundtruth.metrics import MetricSpec as MetricSpec
@@ -41,4 +44,6 @@ __all__ = [
     "evaluate_metric",
     "synthetic_noise_floor",
     "real_noise_floor",
+    "last_doubling_gain",
+    "convergence_summary",
 ]
