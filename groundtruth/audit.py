@@ -29,7 +29,7 @@ from groundtruth.convergence import convergence_summary
 from groundtruth.design import AuditDesign, cluster_of, stratum_of
 from groundtruth.lenses import (
     control_ranks, correlation_lens, decomposition_lens, precision_lens, reseed_lens,
-    stratified_lens, trajectory_lens,
+    stratified_lens, training_trend_lens, trajectory_lens, variant_lens,
 )
 from groundtruth.metrics.data import AuditData
 from groundtruth.metrics.registry import evaluate_metric, get_metric
@@ -292,6 +292,13 @@ def metric_entry(about: dict, value, design: AuditDesign, study: StudyConfig,
         decomposition = decomposition_lens({  # [checkpoints, training seeds, metric seeds]
             run: np.stack([grid(run, s).T for s in range(lenses.decomposition_seeds)], axis=-1)
             for run in design.runs if run in several_seeds})
+    trend = training_trend_lens({run: grid(run) for run in design.runs}, **boot)
+    variants = variant_lens(
+        {run: (f"{members[0].training_architecture} w{members[0].width}", grid(run)[:, -1],
+               gt_grids[run][:, -1]) for run, members in design.runs.items()},
+        {f"{members[0].training_architecture} w{members[0].width}":
+         reseed["paired"].get(str(members[0].width), {}).get("mdd")
+         for members in design.runs.values()}, **boot)
     entry = {
         **about,
         "reseed": {k: v for k, v in reseed.items() if k != "per_sae_std"},
@@ -301,6 +308,8 @@ def metric_entry(about: dict, value, design: AuditDesign, study: StudyConfig,
         "trajectory": {k: v for k, v in trajectory.items() if k != "per_run"},
         "trajectory_per_run": trajectory["per_run"],
         "variance_decomposition": decomposition,
+        "training_trend": trend,
+        "variants": variants,
         "control_ranks": control_ranks(dict(zip(ids, oriented)), design.controls),
     }
     entry["verdict"] = verdict(entry, study.verdict, primary)

@@ -26,6 +26,10 @@
      runs.
    - Random-effects variance components (checkpoint / training seed / metric seed) on the
      runs measured with several metric seeds.
+   - The training trend (`training_trend_lens`): does the metric rise along training, as
+     ground truth does, or fall (a metric that scores SAEs worse the longer they train)?
+   - Variants (`variant_lens`): at the final checkpoint, does the metric separate two runs of
+     one architecture and width (other sparsity) in ground truth's order, beyond its MDD?
 
 Nothing is invented where a number is undefined (a constant metric has no rank correlation;
 a noiseless metric has an infinite SNR): the value is None and a "note" says why.
@@ -40,7 +44,8 @@ import numpy as np
 from groundtruth import stats
 
 __all__ = ["reseed_lens", "correlation_lens", "stratified_lens", "precision_lens",
-           "trajectory_lens", "decomposition_lens", "control_ranks", "STRATIFIED_RESAMPLING"]
+           "trajectory_lens", "decomposition_lens", "training_trend_lens", "variant_lens",
+           "control_ranks", "STRATIFIED_RESAMPLING"]
 
 STRATIFIED_RESAMPLING = "within each stratum: its clusters, then items within them"
 
@@ -316,3 +321,87 @@ def control_ranks(values: dict[str, float], controls: dict[str, str]) -> dict[st
     scores = np.array(list(values.values()))
     rank = {sae: int((scores > v).sum()) + 1 for sae, v in values.items()}
     return {name: rank[sae] for name, sae in controls.items() if sae in rank}
+
+
+def training_trend_lens(runs: dict[str, np.ndarray], *, n_boot: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> dict:
+    """Does the metric rise or fall as training goes on? runs: run -> values [seeds,
+    checkpoints] (oriented: higher is better).
+
+    Per run, the mean over training seeds of Spearman(checkpoint index, value); a seed whose
+    values are constant along training contributes 0 (it neither rises nor falls) and is
+    counted in `n_flat`. The answer is the mean over runs, with a percentile bootstrap
+    interval over runs (the independent training units) when there are at least two.
+    A negative mean says the metric scores SAEs worse the longer they train.
+    """
+    if not runs:
+        return {"mean_spearman": None, "mean_spearman_ci95": None, "n_runs": 0,
+                "per_run": {}, "n_flat": 0, "note": "no training runs"}
+    per_run, flat = {}, 0
+    for run, grid in runs.items():
+        grid = np.atleast_2d(np.asarray(grid, dtype=np.float64))
+        if grid.shape[1] < 2:
+            raise ValueError(f"run {run!r} has {grid.shape[1]} checkpoint(s); a training "
+                             "trend needs at least two")
+        steps = np.arange(grid.shape[1], dtype=np.float64)
+        rhos = []
+        for row in grid:
+            if _constant(row):
+                flat += 1
+                rhos.append(0.0)
+            else:
+                rhos.append(stats.spearman(steps, row))
+        per_run[run] = float(np.mean(rhos))
+    values = np.array(list(per_run.values()))
+    ci = (stats.bootstrap_ci(np.mean, values, n_boot=n_boot, level=level, seed=seed,
+                             batched=lambda v: v.mean(axis=1))
+          if len(values) >= 2 else None)
+    return {"mean_spearman": float(values.mean()), "mean_spearman_ci95": ci,
+            "n_runs": len(values), "n_falling": int((values < 0).sum()),
+            "n_flat": flat, "per_run": per_run}
+
+
+def variant_lens(finals: dict[str, tuple[str, np.ndarray, np.ndarray]],
+                 mdd: dict[str, float | None], *, n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> dict:
+    """Can the metric tell apart two variants of one kind of SAE (same architecture and width,
+    other sparsity) as ground truth does? finals: run -> (group, metric [training seeds],
+    ground truth [training seeds]) at the final checkpoint, both oriented higher-is-better;
+    mdd: group -> the metric's paired MDD there (None: the metric has no reseed noise).
+
+    A pair of runs of one group whose seed-mean ground truths differ is *separated* when the
+    seed-mean metric difference has ground truth's sign and exceeds the MDD. The answer is the
+    separated fraction of such pairs; its interval resamples runs within each group (a pair
+    drawn twice counts twice; a run paired with its own copy is no pair), since pairs that
+    share a run are not independent.
+    """
+    names = list(finals)
+    groups = [str(finals[r][0]) for r in names]
+    m = np.array([float(np.mean(finals[r][1])) for r in names])
+    g = np.array([float(np.mean(finals[r][2])) for r in names])
+    same = np.equal.outer(np.array(groups, dtype=object), np.array(groups, dtype=object))
+    np.fill_diagonal(same, False)
+    dg = np.subtract.outer(g, g)
+    dm = np.subtract.outer(m, m)
+    bar = np.array([[mdd.get(a) or 0.0 for a in groups]] * len(names)).T  # row i: i's MDD
+    valid = same & (dg != 0)
+    separated = valid & (np.sign(dm) == np.sign(dg)) & (np.abs(dm) > bar)
+    n_pairs = int(valid.sum() // 2)
+    if n_pairs == 0:
+        return {"separated": None, "separated_ci95": None, "n_pairs": 0,
+                "note": "no two runs of one architecture and width with different ground truth"}
+    fraction = float(separated.sum() / valid.sum())
+    ci = None
+    if len(names) >= 2:
+        w = stats.cluster_bootstrap_weights(names, n_boot=n_boot, seed=seed,
+                                            strata=groups).astype(np.float64)
+        num = np.einsum("bi,ij,bj->b", w, separated.astype(np.float64), w)
+        den = np.einsum("bi,ij,bj->b", w, valid.astype(np.float64), w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ci = stats.percentile_interval(np.where(den > 0, num / den, np.nan), level)
+    return {"separated": fraction, "separated_ci95": ci, "n_pairs": n_pairs,
+            "groups": sorted(set(groups))}
+
+
+def _constant(values: np.ndarray) -> bool:
+    return bool(np.all(values == values[0]))

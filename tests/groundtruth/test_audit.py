@@ -107,6 +107,17 @@ def test_convergence_is_judged_per_run_from_the_stored_curves(audited):
     assert "**Convergence.**" in (out / "report.md").read_text()
 
 
+def test_training_trend_and_variants_are_measured_for_every_metric(audited):
+    _, report = audited
+    gt = report["metrics"]["gt_f1"]
+    assert gt["training_trend"]["mean_spearman"] > 0.5  # gt_f1 rises along training
+    assert gt["training_trend"]["n_runs"] == 8
+    # each architecture x width has two sparsities: 4 groups of one pair each
+    for name, m in report["metrics"].items():
+        assert m["variants"]["n_pairs"] <= 4, name
+    assert gt["variants"]["n_pairs"] == 4
+
+
 def test_same_seed_same_report(audited, tmp_path):
     _, first = audited
     second = json.loads(run_audit(study_from_dict(RAW), tmp_path, progress=False).read_text())

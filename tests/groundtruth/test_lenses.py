@@ -8,7 +8,7 @@ import pytest
 from groundtruth import stats
 from groundtruth.lenses import (
     control_ranks, correlation_lens, decomposition_lens, precision_lens, reseed_lens,
-    stratified_lens, trajectory_lens,
+    stratified_lens, training_trend_lens, trajectory_lens, variant_lens,
 )
 
 Z = stats.two_sided_z(0.95)
@@ -165,3 +165,55 @@ def test_decomposition_lens_averages_components_then_takes_fractions():
 def test_control_ranks_share_ties():
     ranks = control_ranks({"x": 3.0, "y": 3.0, "z": 1.0}, {"oracle": "x", "random": "z"})
     assert ranks == {"oracle": 1, "random": 3}
+
+
+def test_training_trend_sees_a_metric_that_falls_as_training_goes_on():
+    rising = np.array([[0.1, 0.2, 0.3, 0.4], [0.1, 0.3, 0.2, 0.5]])
+    falling = -rising
+    flat = np.ones((2, 4))
+    out = training_trend_lens({"a": rising, "b": rising + 1}, n_boot=200, seed=0)
+    assert out["mean_spearman"] == pytest.approx((1.0 + 0.8) / 2)
+    down = training_trend_lens({"a": falling, "b": falling, "c": falling * 2}, n_boot=200)
+    assert down["mean_spearman"] < 0 and down["mean_spearman_ci95"][1] < 0
+    assert down["n_falling"] == 3
+    mixed = training_trend_lens({"a": rising, "b": flat}, n_boot=200)
+    assert mixed["n_flat"] == 2 and mixed["per_run"]["b"] == 0.0
+    assert training_trend_lens({"a": rising})["mean_spearman_ci95"] is None
+    assert training_trend_lens({})["note"] == "no training runs"
+    with pytest.raises(ValueError, match="at least two"):
+        training_trend_lens({"a": np.ones((2, 1))})
+
+
+def _literal_separated(finals, mdd):
+    """Pairs of one group, different ground truth; separated when the metric agrees in sign
+    and exceeds the group's MDD."""
+    runs = list(finals)
+    valid = sep = 0
+    for i, a in enumerate(runs):
+        for b in runs[i + 1:]:
+            ga, ma, ta = finals[a][0], np.mean(finals[a][1]), np.mean(finals[a][2])
+            gb, mb, tb = finals[b][0], np.mean(finals[b][1]), np.mean(finals[b][2])
+            if ga != gb or ta == tb:
+                continue
+            valid += 1
+            sep += (np.sign(ma - mb) == np.sign(ta - tb)) and abs(ma - mb) > (mdd[ga] or 0)
+    return sep / valid
+
+
+def test_variant_separation_counts_pairs_of_one_architecture_and_width():
+    rng = np.random.default_rng(0)
+    finals = {f"r{i}": ("topk w8" if i < 4 else "relu w8", rng.normal(size=3),
+                        rng.normal(size=3)) for i in range(7)}
+    mdd = {"topk w8": 0.3, "relu w8": None}
+    out = variant_lens(finals, mdd, n_boot=300, seed=1)
+    assert out["separated"] == pytest.approx(_literal_separated(finals, mdd))
+    assert out["n_pairs"] == 6 + 3
+    lo, hi = out["separated_ci95"]
+    assert 0 <= lo <= hi <= 1
+    # a metric equal to ground truth separates every pair when its MDD is 0
+    truth = {r: (grp, gt, gt) for r, (grp, _, gt) in finals.items()}
+    assert variant_lens(truth, {"topk w8": 0.0, "relu w8": 0.0})["separated"] == 1.0
+    # an MDD larger than every difference separates none
+    assert variant_lens(truth, {"topk w8": 1e9, "relu w8": 1e9})["separated"] == 0.0
+    lone = {"a": ("x", [1.0], [1.0]), "b": ("y", [2.0], [2.0])}
+    assert variant_lens(lone, {"x": 0.1, "y": 0.1})["n_pairs"] == 0
