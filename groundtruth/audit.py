@@ -40,6 +40,7 @@ from groundtruth.study import REPOSITORY, StudyConfig, repository_path
 from groundtruth.study_world import build_study_world
 from synthetic_saes.families import CONTROLS
 from synthetic_saes.rng import derive_seed
+from synthetic_saes.sae_params import SAEParams
 from synthetic_saes.semisynthetic.world import LanguageWorld
 
 __all__ = ["run_audit", "plan_evaluations", "decomposition_runs", "metric_entry",
@@ -87,14 +88,14 @@ def plan_evaluations(study: StudyConfig,
     return plan
 
 
-def _check_run_folder(out: Path, study: StudyConfig) -> None:
+def _check_run_folder(out: Path, study: StudyConfig) -> str:
+    """The study's study.json text; raises when `out` holds a run of another study."""
     saved = out / "study.json"
     current = json.dumps(study.to_dict(), sort_keys=True, default=list)
     if saved.exists() and saved.read_text() != current:
         raise ValueError(f"{out} holds a run of a different study configuration; use another "
                          "--out folder (or delete it) to start afresh")
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(current)
+    return current
 
 
 def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
@@ -112,15 +113,18 @@ def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> 
     if n_correlation < MIN_CORRELATION_SAES:
         raise ValueError(f"the correlation population would hold {n_correlation} SAEs; at least "
                          f"{MIN_CORRELATION_SAES} are needed for a rank correlation with an interval")
-    _check_run_folder(out, study)
+    identity = _check_run_folder(out, study)
     started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
     world = build_study_world(study.world, out, progress=progress)
     data = AuditData(world, study.data)
+    metrics = _metrics_to_measure(study)
+    _check_metrics_apply(world, data, metrics)  # seconds, before minutes of SAEs
+    (out / "study.json").write_text(identity)  # only once the study can run on its world
     members = constructed_saes(world, study.families, out, progress=progress)
     members += trained_saes(world, study.training, out, progress=progress)
     for member in members:
         world.check_d_in(member.params.d_in, what=f"SAE {member.id}")
-    metrics = _metrics_to_measure(study)
     specs = {name: get_metric(name) for name in metrics}
     plan = plan_evaluations(study, members)
     store = ResultStore(out / "results.jsonl")
@@ -153,6 +157,27 @@ def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> 
     write_json(out / "run_log.json", {"seconds": time.perf_counter() - started,
                                       "n_saes": len(members)})
     return json_path
+
+
+def _check_metrics_apply(world, data: AuditData, metrics: list[str]) -> None:
+    """Measure every metric once on a random SAE of the world's width, so that a metric that
+    cannot be measured on this world (TPP on a world without sibling groups, say) stops the
+    audit with its reason before any SAE is built or trained. The samples it draws are cached
+    in `data` and reused by the audit.
+
+    Raises:
+        ValueError: "metric <name> cannot be measured on this world: <reason>".
+    """
+    rng = np.random.default_rng(derive_seed(0, "metric-check"))
+    decoder = rng.standard_normal((world.num_features, world.d_in)).astype(np.float32)
+    decoder /= np.linalg.norm(decoder, axis=1, keepdims=True)
+    probe = SAEParams(W_enc=decoder.T, b_enc=np.zeros(world.num_features, np.float32),
+                      W_dec=decoder, b_dec=np.zeros(world.d_in, np.float32))
+    for name in metrics:
+        try:
+            evaluate_metric(name, probe, data, 0)
+        except ValueError as error:
+            raise ValueError(f"metric {name} cannot be measured on this world: {error}") from None
 
 
 def _expected_correlation_size(study: StudyConfig) -> int:

@@ -180,6 +180,18 @@ def test_bad_studies_fail_before_any_work(tmp_path):
         run_audit(study_from_dict(other), run_dir, progress=False)
 
 
+def test_a_metric_the_world_cannot_give_stops_the_audit_before_any_sae_is_built(tmp_path):
+    flat = {**RAW, "world": {"preset": "tiny", "hierarchy_roots": 0},
+            "metrics": {"names": ["gt_f1", "tpp_top2"]}}
+    out = tmp_path / "flat"
+    with pytest.raises(ValueError, match="metric tpp_top2 cannot be measured on this world: "
+                                         "TPP is not applicable"):
+        run_audit(study_from_dict(flat), out, progress=False)
+    assert not list(out.iterdir())  # no SAE built, no study.json: the fixed config may reuse it
+    fixed = {**flat, "metrics": {"names": ["gt_f1", "gt_mcc"]}}
+    assert run_audit(study_from_dict(fixed), out, progress=False).exists()
+
+
 def test_a_finished_audit_is_rejudged_without_recomputing(audited, tmp_path, capsys):
     import shutil
 
