@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from groundtruth.convergence import convergence_summary
+from groundtruth.published_audit import SAEBENCH_METRIC, judge_claims
 from groundtruth.store import write_json
 
 __all__ = ["verdict", "write_report", "write_study_report", "render_markdown", "plot_report",
@@ -156,6 +157,9 @@ def write_report(report: dict, out: Path) -> Path:
     """Write the audit's report.json, card.json (a reliability card per metric), PNG plots
     and report.md into `out`."""
     primary = report["config"]["lenses"]["ground_truth"][0]
+    report.pop("published_audit", None)
+    if any(SAEBENCH_METRIC.match(name) for name in report["metrics"]):
+        report["published_audit"] = judge_claims(report)  # redone on every (re)judgement
     write_json(out / "card.json", {name: reliability_card(name, entry, primary)
                                    for name, entry in report["metrics"].items()})
     return write_study_report(out, report, render_markdown, lambda o: plot_report(report, o))
@@ -259,6 +263,26 @@ def _convergence_lines(report: dict, primary: str) -> list[str]:
             "Verdicts on trajectories describe SAEs at these stages of training.", ""]
 
 
+def _published_audit_lines(report: dict) -> list[str]:
+    published = report.get("published_audit")
+    if not published:
+        return []
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(published["counts"].items()))
+    lines = ["", "## Against the published audit", "",
+             f"The conclusions of {published['source']}, judged on this audit's numbers "
+             f"({counts}). A claim is agreed with when the interval it rests on lies on its "
+             "side, contradicted when it lies on the other side, inconclusive when it "
+             "straddles the line. A disagreement is a finding about this world and these "
+             "settings (a small synthetic world, short training, our task construction), not "
+             "an error of either audit.", "",
+             "| published claim | here | what we measured [95% CI] |", "|---|---|---|"]
+    for finding in published["claims"].values():
+        detail = f" ({finding['detail']})" if finding.get("detail") else ""
+        lines.append(f"| {finding['claim']} | **{finding['status']}** | "
+                     f"{finding['measured']}{detail} |")
+    return lines
+
+
 def render_markdown(report: dict, plots: list[str] | None = None) -> str:
     cfg = report["config"]
     gts = cfg["lenses"]["ground_truth"]
@@ -297,7 +321,8 @@ def render_markdown(report: dict, plots: list[str] | None = None) -> str:
             + "".join(f"{_fmt(m['gt_correlation'][g]['spearman'])} | " for g in gts[1:])
             + f"{_fmt(m['reseed']['cv'], 3)} | {_fmt(m['precision']['median_ratio'])} | "
             f"{_fmt(m['trajectory']['discriminability'])} | {_fmt(m['trajectory']['snr'], 1)} |")
-    lines += (_comparison_lines(report) + _ground_truth_lines(report)
+    lines += (_published_audit_lines(report) + _comparison_lines(report)
+              + _ground_truth_lines(report)
               + _model_output_lines(report))
     lines += ["", "### Why", ""]
     for name, m in report["metrics"].items():
