@@ -10,6 +10,7 @@ probing     k-sparse probing of SAE latents on ground-truth feature labels
 """
 
 from groundtruth.metrics import builtin as builtin  # registers the shipped metrics
+from groundtruth.metrics import saebench_metrics as saebench_metrics  # registers SAEBench's
 from groundtruth.metrics.data import AuditData as AuditData
 from groundtruth.metrics.data import DataConfig as DataConfig
 from groundtruth.metrics.matching import MatchingScores as MatchingScores
