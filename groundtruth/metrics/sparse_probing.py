@@ -40,6 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import LeavePOut, StratifiedKFold
+from threadpoolctl import ThreadpoolController
 
 __all__ = ["SPARSE_PROBES_SEED", "REG_GRID", "ProbeScore", "top_k_mean_diff",
            "mean_act_normalized", "sorted_by_normalized_mean_diff", "saebench_probe",
@@ -47,6 +48,9 @@ __all__ = ["SPARSE_PROBES_SEED", "REG_GRID", "ProbeScore", "top_k_mean_diff",
 
 SPARSE_PROBES_SEED = 42  # SAEBench's random_seed, passed to sae-probes as its seed
 REG_GRID = np.logspace(5, -5, 10)  # sae-probes' Cs
+# One BLAS / OpenMP thread per fit: tiny problems, which default threads slow ~16x on a busy
+# 2-core machine (see groundtruth.metrics.probing).
+_THREADS = ThreadpoolController()
 
 
 class ProbeScore(NamedTuple):
@@ -162,7 +166,7 @@ def saebench_probe(train_latents: np.ndarray, train_labels: np.ndarray,
                                           test_labels, k)
     selected = top_k_mean_diff(train, y_train, k)
     probe = LogisticRegression(C=1.0, max_iter=1000)
-    with warnings.catch_warnings():
+    with _THREADS.limit(limits=1), warnings.catch_warnings():
         # SAEBench raised max_iter to 1000 for these warnings and otherwise lets them pass.
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.fit(train[:, selected], y_train)
@@ -218,7 +222,7 @@ def sae_probes_probe(train_latents: np.ndarray, train_labels: np.ndarray,
     selected = sorted_by_normalized_mean_diff(train, y_train)[:k]
     x_train, x_test = train[:, selected], test[:, selected]
     n = x_train.shape[0]
-    with warnings.catch_warnings():
+    with _THREADS.limit(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         best_C = None
         if n > 3:
