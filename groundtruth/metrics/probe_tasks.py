@@ -289,7 +289,8 @@ def balanced_split(labels: np.ndarray, config: TaskConfig, *, seed: int, name: s
     if pos_train + neg_train > config.max_train:
         pos_train = neg_train = config.max_train // 2
     train = np.concatenate([pos[:pos_train], neg[:neg_train]])
-    test = np.concatenate([pos[pos_train:pos_train + pos_test], neg[neg_train:neg_train + neg_test]])
+    test = np.concatenate([pos[pos_train:pos_train + pos_test],
+                           neg[neg_train:neg_train + neg_test]])
     rng.shuffle(train)
     rng.shuffle(test)
     return TaskSplit(train.astype(np.int64), labels[train], test.astype(np.int64), labels[test])
