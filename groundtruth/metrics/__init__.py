@@ -7,10 +7,21 @@ data        AuditData: the world and the seeded inputs every metric shares
 matching    decoder vs true features (MCC, MMCS, recovery, uniqueness)
 quality     every ground-truth quality number of an SAE on a world (`evaluate_quality`)
 probing     k-sparse probing of SAE latents on ground-truth feature labels
+SAEBench's metrics on ground truth:
+probe_tasks        Boolean probing tasks over true features (single, AND, OR; in / out of reach)
+sparse_probing     sparse probing in SAEBench's mode and in sae-probes' mode
+core               SAEBench's core eval (explained variance, cosine, L2 ratio, L0, alive)
+saebench_tasks     TPP sibling-class tasks and SCR concept pairs drawn from the hierarchy
+ablation           what TPP and SCR share: probes, latent attribution, ablation
+tpp, scr           targeted probe perturbation, spurious correlation removal
+absorption         absorption on the hierarchy: a parent's latent's recall with and without
+                   each child (SAELens issue #729)
+saebench_metrics   registers sparse_probing_top{k}, sae_probes_top{k}, core_*
 """
 
 from groundtruth.metrics import builtin as builtin  # registers the shipped metrics
-from groundtruth.metrics import absorption, scr, tpp  # noqa: F401  registers SAEBench TPP/SCR, absorption_hierarchy
+from groundtruth.metrics import saebench_metrics as saebench_metrics  # registers SAEBench's
+from groundtruth.metrics import absorption, scr, tpp  # noqa: F401  SAEBench TPP, SCR; absorption
 from groundtruth.metrics.data import AuditData as AuditData
 from groundtruth.metrics.data import DataConfig as DataConfig
 from groundtruth.metrics.matching import MatchingScores as MatchingScores

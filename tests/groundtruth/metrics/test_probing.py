@@ -103,10 +103,12 @@ def test_fit_logistic_reaches_the_optimum(l2):
     X = rng.standard_normal((200, 3))
     y = (X @ [1.5, -1.0, 0.0] + 0.3 + rng.logistic(size=200)) > 0
     w, b = fit_logistic(X, y, l2=l2)
-    assert np.abs(_gradient(w, b, X, y, l2)).max() < 1e-5
+    # sklearn's lbfgs stops at its tol=1e-4 on the objective averaged over samples (our
+    # hand-written Newton went to 1e-10), so the gradient of the summed loss is ~1e-2 here.
+    assert np.abs(_gradient(w, b, X, y, l2)).max() / X.shape[0] < 1e-4
     generic = minimize(_objective, np.zeros(4), args=(X, y.astype(float), l2), method="BFGS",
                        options={"gtol": 1e-8})
-    np.testing.assert_allclose(np.append(w, b), generic.x, atol=1e-4)
+    np.testing.assert_allclose(np.append(w, b), generic.x, atol=1e-3)
 
 
 def test_fit_logistic_is_deterministic_and_finite_on_separable_data():
@@ -117,7 +119,7 @@ def test_fit_logistic_is_deterministic_and_finite_on_separable_data():
     assert np.array_equal(w1, w2) and b1 == b2
     assert w1[0] > 0 and np.isfinite(w1).all()
     assert b1 == pytest.approx(0.0, abs=1e-6)  # symmetric data
-    assert np.abs(_gradient(w1, b1, X, y, 1.0)).max() < 1e-6
+    assert np.abs(_gradient(w1, b1, X, y, 1.0)).max() / X.shape[0] < 1e-4  # lbfgs' tol
     # A stronger penalty shrinks the weight.
     assert fit_logistic(X, y, l2=10.0)[0][0] < w1[0]
 
@@ -125,7 +127,7 @@ def test_fit_logistic_is_deterministic_and_finite_on_separable_data():
 def test_fit_logistic_with_uninformative_features_fits_the_base_rate():
     w, b = fit_logistic(np.zeros((4, 2)), np.array([1, 1, 1, 0]))
     np.testing.assert_allclose(w, 0.0, atol=1e-7)
-    assert b == pytest.approx(np.log(3.0), abs=1e-6)
+    assert b == pytest.approx(np.log(3.0), abs=1e-3)  # lbfgs stops at its tol, 1e-4
 
 
 # ---- select_latents / k_sparse_probe ------------------------------------------------------
