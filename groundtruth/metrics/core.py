@@ -41,7 +41,7 @@ class CoreMetrics(NamedTuple):
     explained_variance_legacy: float
     cossim: float
     l2_ratio: float
-    relative_reconstruction_bias: float
+    relative_reconstruction_bias: float | None
     l0: float
     frac_alive: float
 
@@ -56,10 +56,14 @@ def core_metrics(x: np.ndarray, latents: np.ndarray, x_hat: np.ndarray) -> CoreM
         A `CoreMetrics`.
 
     Raises:
-        ValueError: bad shapes, non-finite values, fewer than 2 samples, a zero input or
-            reconstruction (SAEBench's cosine would be NaN), a sample equal to the batch mean
-            (its legacy ratio would be infinite), zero total variance or zero mean
-            <x, x_hat>.
+        ValueError: bad shapes, non-finite values, fewer than 2 samples, a zero input, a
+            sample equal to the batch mean (its legacy ratio would be infinite) or zero total
+            variance.
+
+    A zero reconstruction (an SAE with b_dec = 0 where no latent fires: untrained, dead or
+    random SAEs do this) has cosine 0 with its input, as torch's `cosine_similarity` has it;
+    SAEBench's own formula divides by its zero norm and returns NaN for the whole batch.
+    `relative_reconstruction_bias` is None when mean <x, x_hat> is 0 (it is not registered).
 
     Examples:
         >>> x = np.array([[1.0, 0.0], [0.0, 2.0]])
@@ -80,9 +84,9 @@ def core_metrics(x: np.ndarray, latents: np.ndarray, x_hat: np.ndarray) -> CoreM
             raise ValueError(f"{name} contains NaN or Inf")
     norm_in = np.linalg.norm(x, axis=1)
     norm_out = np.linalg.norm(x_hat, axis=1)
-    if (norm_in == 0).any() or (norm_out == 0).any():
-        raise ValueError(f"{int((norm_in == 0).sum())} inputs and {int((norm_out == 0).sum())} "
-                         "reconstructions are zero: their cosine similarity is undefined")
+    if (norm_in == 0).any():
+        raise ValueError(f"{int((norm_in == 0).sum())} inputs are zero vectors: their cosine "
+                         "similarity with a reconstruction is undefined")
     resid = ((x - x_hat) ** 2).sum(axis=1)
     around_mean = ((x - x.mean(axis=0)) ** 2).sum(axis=1)
     if (around_mean == 0).any():
@@ -93,14 +97,14 @@ def core_metrics(x: np.ndarray, latents: np.ndarray, x_hat: np.ndarray) -> CoreM
     if total == 0:
         raise ValueError("the total variance of SAEBench's formula is zero")
     dot = (x * x_hat).sum(axis=1)
-    if dot.mean() == 0:
-        raise ValueError("mean <x, x_hat> is zero: the relative reconstruction bias is undefined")
+    cosine = np.divide(dot, norm_in * norm_out, out=np.zeros_like(dot), where=norm_out > 0)
     return CoreMetrics(
         explained_variance=float(1 - resid.mean() / total),
         explained_variance_legacy=float((1 - resid / around_mean).mean()),
-        cossim=float((dot / (norm_in * norm_out)).mean()),
+        cossim=float(cosine.mean()),
         l2_ratio=float((norm_out / np.where(norm_in < 1e-4, 1.0, norm_in)).mean()),
-        relative_reconstruction_bias=float((norm_out**2).mean() / dot.mean()),
+        relative_reconstruction_bias=(float((norm_out**2).mean() / dot.mean())
+                                      if dot.mean() != 0 else None),
         l0=float((z != 0).sum(axis=1).mean()),
         frac_alive=float((z > 0).any(axis=0).mean()),
     )

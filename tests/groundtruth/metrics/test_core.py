@@ -79,8 +79,12 @@ def test_hand_cases():
 def test_bad_inputs_raise():
     x = np.array([[1.0, 0.0], [0.0, 1.0]])
     z = np.ones((2, 3))
-    with pytest.raises(ValueError, match="reconstructions are zero"):
-        core_metrics(x, z, np.zeros_like(x))
+    with pytest.raises(ValueError, match="inputs are zero vectors"):
+        core_metrics(np.zeros_like(x), z, x)
+    # a zero reconstruction has cosine 0 (torch's cosine_similarity), not NaN
+    dead = core_metrics(x, np.zeros((2, 3)), np.array([[1.0, 0.0], [0.0, 0.0]]))
+    assert dead.cossim == pytest.approx(0.5) and dead.l0 == 0.0
+    assert core_metrics(x, z, np.zeros_like(x)).relative_reconstruction_bias is None
     with pytest.raises(ValueError, match="at least 2 samples"):
         core_metrics(x[:1], z[:1], x[:1])
     with pytest.raises(ValueError, match="x_hat contains NaN"):
