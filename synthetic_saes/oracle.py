@@ -178,11 +178,14 @@ class OracleBase:
         Returns:
             float32 [d_sae] when `latents` is None, else [len(latents)], in `latents` order.
         """
+        rates = np.asarray(rates, dtype=np.float64)
+        if rates.shape != (params.d_sae,):
+            raise ValueError(f"rates must have shape ({params.d_sae},), got {rates.shape}")
         x, _ = self.calibration
         pre = params.pre_activations(x)
         columns = np.arange(pre.shape[1]) if latents is None else np.asarray(latents)
         n = pre.shape[0]
-        rates = np.asarray(rates, dtype=np.float64)[columns]
+        rates = rates[columns]
         position = np.clip(1.0 - rates, 0.0, 1.0) * (n - 1)
         lo = np.floor(position).astype(np.int64)
         hi = np.minimum(lo + 1, n - 1)
@@ -211,11 +214,13 @@ class OracleBase:
 
 @lru_cache(maxsize=8)
 def _fit_step(config: OracleConfig, num_features: int):
-    """The jitted step of every seed at once (compiled once per config and world width).
+    """The jitted step of the fit, compiled once per config and world width.
 
     step(trainable, opt_state, frozen, x) -> (trainable, opt_state, loss [S]) with
     trainable = {W_enc [S, d_in, N], b_enc [S, N], log_threshold [S, N]}, frozen =
-    {W_dec [N, d_in], b_dec [d_in]} (shared), x [S, batch, d_in] (each seed its batch).
+    {W_dec [N, d_in], b_dec [d_in]} (shared), x [S, batch, d_in]: the step of train_population
+    (vmapped over a seed axis, Adam on the trained parameters) without the frozen ones'
+    gradients. `fit_oracles` calls it with S = 1 for each seed.
     """
     import jax
     import optax
@@ -262,6 +267,15 @@ def fit_oracles(world: BaseWorld, seeds: Sequence[int], config: OracleConfig | N
     Raises:
         ValueError: on repeated or negative seeds.
         FloatingPointError: if a seed's loss stops being finite.
+
+    Examples:
+        >>> from synthetic_saes.worlds import build_world
+        >>> world = build_world("tiny")
+        >>> oracles = fit_oracles(world, [0, 1], OracleConfig(training_samples=2048))
+        >>> sorted(oracles), oracles[0].d_sae, oracles[0].architecture
+        ([0, 1], 64, 'jumprelu')
+        >>> bool((oracles[0].W_dec == world.feature_directions).all())
+        True
     """
     import jax
     import jax.numpy as jnp

@@ -155,3 +155,9 @@ def test_oracle_config_round_trips():
     config = OracleConfig(training_samples=4096, lr=1e-3)
     assert OracleConfig.from_dict(config.to_dict()) == config
     assert config.steps == 4
+
+
+def test_rates_of_the_wrong_shape_raise(tiny_world):
+    base, _ = _base_with_calibration(np.zeros((4, 2), dtype=np.float32), tiny_world)
+    with pytest.raises(ValueError, match=r"rates must have shape \(2,\), got \(3,\)"):
+        base.rate_matched_thresholds(_identity_sae(2), [0.1, 0.2, 0.3])
