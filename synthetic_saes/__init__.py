@@ -3,7 +3,8 @@
 base_world  what every world offers (samples with true features); semisynthetic worlds too
 worlds    ground-truth worlds over sae_lens.synthetic (presets tiny / cpu / synthsaebench16k)
 corpora   contrastive story corpora drawn from a world, with known subjects
-families  constructed SAEs of graded quality and diagnostic controls
+oracle    the oracle of a (world, seed): the true dictionary with a fitted encoder
+families  constructed SAEs of graded quality and diagnostic controls, derived from the oracle
 training  SAE training in JAX, many seeds at once, checkpoints as trajectories
 """
 
@@ -22,6 +23,7 @@ from synthetic_saes.families import make_controls as make_controls
 from synthetic_saes.families import make_family as make_family
 from synthetic_saes.hierarchy import FeatureHierarchy as FeatureHierarchy
 from synthetic_saes.hierarchy import SiblingPair as SiblingPair
+from synthetic_saes.oracle import fit_oracles as fit_oracles
 from synthetic_saes.rng import derive_seed as derive_seed
 from synthetic_saes.sae_params import SAEParams as SAEParams
 from synthetic_saes.training import TrainedPopulation as TrainedPopulation
@@ -56,6 +58,7 @@ __all__ = [
     "ConstructedSAE",
     "OracleBase",
     "OracleConfig",
+    "fit_oracles",
     "FAMILIES",
     "CONTROLS",
     "make_family",

@@ -1,9 +1,12 @@
 """SAEs of known, graded quality built from a world's ground truth.
 
-Everything starts from the *oracle* of a (world, seed): a jumprelu SAE whose decoder is the
-true feature directions and b_dec the world's bias (both frozen), and whose encoder, encoder
-bias and thresholds are trained on the world's samples (the JAX trainer, L0 penalty) starting
-from the transposed true directions: the best encoder we can fit to the true dictionary.
+Everything starts from the *oracle* of a (world, seed) (`synthetic_saes.oracle`): a jumprelu
+SAE whose decoder is the true feature directions and b_dec the world's bias (both frozen), and
+whose encoder, encoder bias and thresholds are trained on the world's samples (the JAX
+trainer's loss, L0 penalty) starting from the transposed true directions: the best encoder we
+can fit to the true dictionary. The oracle is fitted once per seed (`make_family` fits the
+oracles of all its seeds together) and every member of that seed is derived from it in well
+under a second.
 
 Degradation families, each derived from the oracle of its seed; the knob's first default
 value reproduces the oracle and quality falls as the knob grows:
@@ -40,23 +43,25 @@ quality falls monotonically along each knob for each seed. Same seed, same SAEs,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from synthetic_saes.rng import derive_seed
+from synthetic_saes.oracle import OracleBase, OracleConfig, fit_missing_oracles, fit_oracles
 from synthetic_saes.sae_params import SAEParams
-from synthetic_saes.validation import require_positive_int, require_seed
+from synthetic_saes.threads import single_threaded_torch
+from synthetic_saes.validation import require_seed
 from synthetic_saes.worlds import World
 
 __all__ = [
     "ConstructedSAE",
     "OracleConfig",
     "OracleBase",
+    "fit_oracles",
+    "fit_missing_oracles",
     "FamilySpec",
     "FAMILIES",
     "CONTROLS",
@@ -117,124 +122,11 @@ class ConstructedSAE:
         }
 
 
-@dataclass(frozen=True, kw_only=True)
-class OracleConfig:
-    """How the oracle's encoder is fitted to the true dictionary (jumprelu, L0 penalty).
-
-    Thresholds are in activation units (the preset worlds have magnitudes ~4-5).
-    """
-
-    training_samples: int = 100_000
-    batch_size: int = 1024
-    lr: float = 3e-3
-    l0_coefficient: float = 1.0
-    init_threshold: float = 2.0
-    bandwidth: float = 1.0
-    calibration_samples: int = 8192
-
-    def __post_init__(self) -> None:
-        for name in ("training_samples", "batch_size", "calibration_samples"):
-            require_positive_int(name, getattr(self, name))
-        for name in ("lr", "init_threshold", "bandwidth"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.l0_coefficient < 0:
-            raise ValueError(f"l0_coefficient must be >= 0, got {self.l0_coefficient}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class OracleBase:
-    """The oracle of one (world, seed) and calibration samples; shared by derived members.
-
-    Both are computed on first use: training the oracle takes ~15 s on the cpu world.
-    """
-
-    def __init__(self, world: World, *, seed: int = 0, config: OracleConfig | None = None,
-                 progress: bool = False):
-        require_seed(seed)
-        self.world = world
-        self.seed = seed
-        self.config = config or OracleConfig()
-        self.progress = progress
-
-    @cached_property
-    def oracle(self) -> SAEParams:
-        from synthetic_saes.training import TrainingConfig, train_population
-
-        world = self.world
-        if hasattr(world, "supervised_oracle"):  # a world that knows its labels fits its own
-            return world.supervised_oracle(seed=self.seed)
-        cfg = self.config
-        training = TrainingConfig(
-            architecture="jumprelu",
-            k=None,
-            d_sae=world.num_features,
-            training_samples=cfg.training_samples,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            l0_coefficient=cfg.l0_coefficient,
-            jumprelu_init_threshold=cfg.init_threshold,
-            jumprelu_bandwidth=cfg.bandwidth,
-            n_checkpoints=1,
-        )
-        G = np.array(world.feature_directions)
-        population = train_population(
-            world,
-            training,
-            seeds=[self.seed],
-            data_seed=derive_seed(self.seed, "oracle-data"),
-            progress=self.progress,
-            init_params={"W_dec": G, "W_enc": G.T, "b_dec": world.bias},
-            frozen=("W_dec", "b_dec"),
-            desc=f"oracle of seed {self.seed}: fit the encoder to the true features",
-        )
-        return population.params(0)
-
-    @cached_property
-    def calibration(self) -> tuple[np.ndarray, np.ndarray]:
-        """(x [n, d_in], feature firing bool [n, n_features]) on their own sample stream."""
-        sample = self.world.sample(
-            self.config.calibration_samples, seed=derive_seed(self.seed, "calibration")
-        )
-        return sample.hidden, sample.features > 0
-
-    def rng(self, family: str) -> np.random.Generator:
-        return np.random.default_rng(derive_seed(self.seed, "families", family))
-
-    def firing_rates(self, params: SAEParams) -> np.ndarray:
-        """Fraction of calibration samples on which each latent fires, [d_sae]."""
-        x, _ = self.calibration
-        return (params.encode(x) != 0).mean(axis=0)
-
-    def rate_matched_thresholds(self, params: SAEParams, rates: np.ndarray) -> np.ndarray:
-        """Thresholds at which each latent of `params` fires on a fraction `rates` [d_sae] of
-        the calibration samples."""
-        x, _ = self.calibration
-        ordered = np.sort(params.pre_activations(x), axis=0)
-        n = ordered.shape[0]
-        position = np.clip(1.0 - np.asarray(rates, dtype=np.float64), 0.0, 1.0) * (n - 1)
-        lo = np.floor(position).astype(np.int64)
-        hi = np.minimum(lo + 1, n - 1)
-        columns = np.arange(ordered.shape[1])
-        weight = (position - lo).astype(np.float32)
-        return (1 - weight) * ordered[lo, columns] + weight * ordered[hi, columns]
-
-    def latent_f1(self, params: SAEParams, targets: np.ndarray) -> np.ndarray:
-        """F1 of each latent as a detector of its target feature on calibration samples."""
-        x, fires = self.calibration
-        fired = params.encode(x) != 0
-        truth = fires[:, targets]
-        tp = (fired & truth).sum(axis=0)
-        denom = fired.sum(axis=0) + truth.sum(axis=0)
-        return np.divide(2.0 * tp, denom, out=np.zeros(len(targets)), where=denom > 0)
-
-    def member(self, family: str, knobs: dict, params: SAEParams) -> ConstructedSAE:
-        knob_text = "/".join(f"{k}={_fmt(v)}" for k, v in knobs.items())
-        name = "/".join(p for p in (family, knob_text, f"seed={self.seed}") if p)
-        return ConstructedSAE(name=name, family=family, knobs=dict(knobs), seed=self.seed,
-                              params=params)
+def _member(base: OracleBase, family: str, knobs: dict, params: SAEParams) -> ConstructedSAE:
+    knob_text = "/".join(f"{k}={_fmt(v)}" for k, v in knobs.items())
+    name = "/".join(p for p in (family, knob_text, f"seed={base.seed}") if p)
+    return ConstructedSAE(name=name, family=family, knobs=dict(knobs), seed=base.seed,
+                          params=params)
 
 
 def _fmt(value: float | int) -> str:
@@ -246,10 +138,38 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return (matrix / norms).astype(np.float32)
 
 
-def _check_fraction(name: str, value: float) -> float:
+# Knob checks: each raises ValueError before any oracle is fitted and returns the knob value.
+
+
+def _check_noise(world: World, noise: float) -> float:
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    return noise
+
+
+def _check_fraction(world: World, value: float) -> float:
     if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
+        raise ValueError(f"fraction must be in [0, 1], got {value}")
     return float(value)
+
+
+def _check_merge(world: World, value: float) -> float:
+    value = _check_fraction(world, value)
+    if not world.hierarchy.exclusive_parents():
+        raise ValueError("the world has no mutually exclusive parents to merge")
+    return value
+
+
+def _check_width(world: World, value: int) -> int:
+    if not 1 <= int(value) <= world.num_features:
+        raise ValueError(f"width must be in [1, {world.num_features}], got {value}")
+    return int(value)
+
+
+def _check_best_k(world: World, k: int) -> int:
+    if not 1 <= int(k) <= world.num_features:
+        raise ValueError(f"k must be in [1, {world.num_features}], got {k}")
+    return int(k)
 
 
 # ---- the degradation families ---------------------------------------------------------------
@@ -257,11 +177,10 @@ def _check_fraction(name: str, value: float) -> float:
 
 def decoder_noise(base: OracleBase, noise: float) -> ConstructedSAE:
     """Decoder rows and encoder directions tilted by Gaussian noise of size `noise`."""
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    _check_noise(base.world, noise)
     oracle, world = base.oracle, base.world
     if noise == 0:
-        return base.member("decoder_noise", {"noise": 0.0}, oracle)
+        return _member(base, "decoder_noise", {"noise": 0.0}, oracle)
     r = base.rng("decoder_noise").standard_normal(world.feature_directions.shape)
     tilt = (noise / np.sqrt(world.d_in)) * r.astype(np.float32)
     decoder = _unit_rows(oracle.W_dec + tilt)
@@ -269,50 +188,45 @@ def decoder_noise(base: OracleBase, noise: float) -> ConstructedSAE:
     enc_norm = np.linalg.norm(enc, axis=1, keepdims=True)
     encoder = (_unit_rows(enc / np.clip(enc_norm, 1e-8, None) + tilt) * enc_norm).T
     params = oracle.replace(W_dec=decoder, W_enc=encoder)
-    return base.member("decoder_noise", {"noise": float(noise)}, params)
+    return _member(base, "decoder_noise", {"noise": float(noise)}, params)
 
 
 def dropped(base: OracleBase, fraction: float) -> ConstructedSAE:
     """round(fraction * N) latents replaced by random directions firing at the same rates."""
-    fraction = _check_fraction("fraction", fraction)
+    fraction = _check_fraction(base.world, fraction)
     oracle, world = base.oracle, base.world
     rng = base.rng("dropped")
     order = rng.permutation(world.num_features)
     random_dirs = _unit_rows(rng.standard_normal(world.feature_directions.shape))
     lost = order[: int(round(fraction * world.num_features))]
     if lost.size == 0:
-        return base.member("dropped", {"fraction": fraction}, oracle)
+        return _member(base, "dropped", {"fraction": fraction}, oracle)
     decoder = np.array(oracle.W_dec)
     encoder = np.array(oracle.W_enc)
     decoder[lost] = random_dirs[lost]
     encoder[:, lost] = random_dirs[lost].T * np.linalg.norm(oracle.W_enc[:, lost], axis=0)
     b_enc = np.array(oracle.b_enc)
     b_enc[lost] = 0.0
-    rates = base.firing_rates(oracle)
     draft = oracle.replace(W_dec=decoder, W_enc=encoder, b_enc=b_enc)
     threshold = np.array(oracle.threshold)
-    threshold[lost] = base.rate_matched_thresholds(draft, rates)[lost]
-    return base.member("dropped", {"fraction": fraction}, draft.replace(threshold=threshold))
+    threshold[lost] = base.rate_matched_thresholds(draft, base.oracle_firing_rates, lost)
+    return _member(base, "dropped", {"fraction": fraction}, draft.replace(threshold=threshold))
 
 
 def merged(base: OracleBase, fraction: float) -> ConstructedSAE:
     """A fraction of the mutually exclusive parents absorbed into their children."""
-    fraction = _check_fraction("fraction", fraction)
+    fraction = _check_merge(base.world, fraction)
     oracle, world = base.oracle, base.world
     parents = world.hierarchy.exclusive_parents()
-    if not parents:
-        raise ValueError("the world has no mutually exclusive parents to merge")
     order = base.rng("merged").permutation(len(parents))
     chosen = [parents[i] for i in order[: int(round(fraction * len(parents)))]]
     if not chosen:
-        return base.member("merged", {"fraction": fraction}, oracle)
+        return _member(base, "merged", {"fraction": fraction}, oracle)
     G, m = world.feature_directions, world.mean_magnitudes
     decoder = np.array(oracle.W_dec)
     encoder = np.array(oracle.W_enc)
     b_enc = np.array(oracle.b_enc)
-    x, fires = base.calibration
-    pre = oracle.pre_activations(x)
-    silent_mean = np.where(fires, 0.0, pre).sum(0) / np.maximum((~fires).sum(0), 1)
+    silent_mean = base.oracle_silent_pre_activations
     for parent in chosen:
         kids = list(world.hierarchy.children[parent])
         ratio = m[parent] / m[kids]
@@ -322,12 +236,12 @@ def merged(base: OracleBase, fraction: float) -> ConstructedSAE:
         encoder[:, parent] -= (oracle.W_enc[:, kids] * ratio).sum(axis=1)
         b_enc[parent] -= float(((oracle.b_enc[kids] - silent_mean[kids]) * ratio).sum())
     params = oracle.replace(W_dec=_unit_rows(decoder), W_enc=encoder, b_enc=b_enc)
-    return base.member("merged", {"fraction": fraction}, params)
+    return _member(base, "merged", {"fraction": fraction}, params)
 
 
 def split(base: OracleBase, fraction: float) -> ConstructedSAE:
     """A fraction of the features split across two latents each (width N + #split)."""
-    fraction = _check_fraction("fraction", fraction)
+    fraction = _check_fraction(base.world, fraction)
     oracle, world = base.oracle, base.world
     rng = base.rng("split")
     order = rng.permutation(world.num_features)
@@ -336,7 +250,7 @@ def split(base: OracleBase, fraction: float) -> ConstructedSAE:
     r = _unit_rows(r - (r * G).sum(axis=1, keepdims=True) * G)  # orthogonal to g_k
     chosen = np.sort(order[: int(round(fraction * world.num_features))])
     if chosen.size == 0:
-        return base.member("split", {"fraction": fraction}, oracle)
+        return _member(base, "split", {"fraction": fraction}, oracle)
     enc = np.array(oracle.W_enc.T)  # [N, d_in]
     enc_norm = np.linalg.norm(enc, axis=1, keepdims=True)
     tilt_enc = _SPLIT_ENCODER_TILT * enc_norm[chosen] * r[chosen]
@@ -355,40 +269,41 @@ def split(base: OracleBase, fraction: float) -> ConstructedSAE:
         threshold=np.concatenate([oracle.threshold, oracle.threshold[chosen]]),
     )
     # Each half fires at half the oracle latent's rate, so L0 stays the oracle's.
-    rates = base.firing_rates(oracle)
+    rates = base.oracle_firing_rates
     halves = np.concatenate([chosen, np.arange(world.num_features, draft.d_sae)])
     half_rates = np.concatenate([rates, rates[chosen]]) / 2.0
     threshold = np.array(draft.threshold)
-    threshold[halves] = base.rate_matched_thresholds(draft, half_rates)[halves]
+    threshold[halves] = base.rate_matched_thresholds(draft, half_rates, halves)
     params = draft.replace(threshold=threshold)
-    return base.member("split", {"fraction": fraction}, params)
+    return _member(base, "split", {"fraction": fraction}, params)
 
 
 def width(base: OracleBase, width: int) -> ConstructedSAE:
     """The oracle's latents of the `width` most frequent true features."""
-    width = int(width)
+    width = _check_width(base.world, width)
     oracle, world = base.oracle, base.world
-    if not 1 <= width <= world.num_features:
-        raise ValueError(f"width must be in [1, {world.num_features}], got {width}")
-    keep = np.sort(np.argsort(-world.firing_rates(), kind="stable")[:width])
+    with single_threaded_torch():  # the same samples, faster on busy cores (see oracle.py)
+        rates = world.firing_rates()
+    keep = np.sort(np.argsort(-rates, kind="stable")[:width])
     params = oracle.replace(
         W_enc=oracle.W_enc[:, keep], b_enc=oracle.b_enc[keep], W_dec=oracle.W_dec[keep],
         threshold=oracle.threshold[keep],
     )
-    return base.member("width", {"width": width}, params)
+    return _member(base, "width", {"width": width}, params)
 
 
 # ---- diagnostic controls ------------------------------------------------------------------
 
 
 def oracle(base: OracleBase) -> ConstructedSAE:
-    return base.member("oracle", {}, base.oracle)
+    return _member(base, "oracle", {}, base.oracle)
 
 
 def permuted_decoder(base: OracleBase) -> ConstructedSAE:
     """The oracle with its decoder rows permuted."""
     perm = base.rng("permuted_decoder").permutation(base.world.num_features)
-    return base.member("permuted_decoder", {}, base.oracle.replace(W_dec=base.oracle.W_dec[perm]))
+    params = base.oracle.replace(W_dec=base.oracle.W_dec[perm])
+    return _member(base, "permuted_decoder", {}, params)
 
 
 def random_init(base: OracleBase) -> ConstructedSAE:
@@ -403,7 +318,7 @@ def random_init(base: OracleBase) -> ConstructedSAE:
         b_dec=np.zeros(world.d_in, dtype=np.float32),
         architecture="relu",
     )
-    return base.member("random_init", {}, params)
+    return _member(base, "random_init", {}, params)
 
 
 def random_l0_matched(base: OracleBase) -> ConstructedSAE:
@@ -416,21 +331,19 @@ def random_l0_matched(base: OracleBase) -> ConstructedSAE:
         W_enc=directions.T * np.linalg.norm(orc.W_enc, axis=0),
         b_enc=np.zeros(world.num_features, dtype=np.float32),
     )
-    threshold = base.rate_matched_thresholds(draft, base.firing_rates(orc))
-    return base.member("random_l0_matched", {}, draft.replace(threshold=threshold))
+    threshold = base.rate_matched_thresholds(draft, base.oracle_firing_rates)
+    return _member(base, "random_l0_matched", {}, draft.replace(threshold=threshold))
 
 
 def best_k(base: OracleBase, k: int) -> ConstructedSAE:
     """The oracle with only its k latents of highest F1 able to fire."""
+    k = _check_best_k(base.world, k)
     world, orc = base.world, base.oracle
-    k = int(k)
-    if not 1 <= k <= world.num_features:
-        raise ValueError(f"k must be in [1, {world.num_features}], got {k}")
     f1 = base.latent_f1(orc, np.arange(world.num_features))
     keep = np.argsort(-f1, kind="stable")[:k]
     threshold = np.full(world.num_features, np.inf, dtype=np.float32)
     threshold[keep] = orc.threshold[keep]
-    return base.member("best_k", {"k": k}, orc.replace(threshold=threshold))
+    return _member(base, "best_k", {"k": k}, orc.replace(threshold=threshold))
 
 
 # ---- registries ---------------------------------------------------------------------------
@@ -438,31 +351,34 @@ def best_k(base: OracleBase, k: int) -> ConstructedSAE:
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """A degradation family: its knob, default knob values (oracle first), its builder."""
+    """A degradation family: its knob, default knob values (oracle first), its builder, and
+    `check(world, value)`, which raises ValueError for a knob value the world cannot take
+    (called by `make_family` before any oracle is fitted)."""
 
     knob: str
     default_values: Callable[[World], tuple[float | int, ...]]
     build: Callable[[OracleBase, Any], ConstructedSAE]
     description: str
+    check: Callable[[World, Any], Any] = lambda world, value: value
 
 
 FAMILIES: dict[str, FamilySpec] = {
     "decoder_noise": FamilySpec(
         "noise", lambda w: (0.0, 0.25, 0.5, 1.0, 2.0), decoder_noise,
-        "decoder rows and encoder directions tilted by Gaussian noise"),
+        "decoder rows and encoder directions tilted by Gaussian noise", _check_noise),
     "dropped": FamilySpec(
         "fraction", lambda w: (0.0, 0.1, 0.25, 0.5, 0.75), dropped,
-        "true features whose latent is replaced by a random one"),
+        "true features whose latent is replaced by a random one", _check_fraction),
     "merged": FamilySpec(
         "fraction", lambda w: (0.0, 0.25, 0.5, 0.75, 1.0), merged,
-        "parents absorbed into their mutually exclusive children"),
+        "parents absorbed into their mutually exclusive children", _check_merge),
     "split": FamilySpec(
         "fraction", lambda w: (0.0, 0.1, 0.25, 0.5, 1.0), split,
-        "features split across two latents"),
+        "features split across two latents", _check_fraction),
     "width": FamilySpec(
         "width",
         lambda w: tuple(sorted({max(1, w.num_features // d) for d in (8, 4, 2, 1)}, reverse=True)),
-        width, "the oracle restricted to its most frequent features"),
+        width, "the oracle restricted to its most frequent features", _check_width),
 }
 
 CONTROLS: tuple[str, ...] = (
@@ -493,19 +409,29 @@ def make_family(world: World, family: str, values: Sequence[float | int] | None 
                 progress: bool = False) -> list[ConstructedSAE]:
     """Members of `family` for every seed and knob value (one oracle per seed).
 
-    `bases` (seed -> OracleBase) lets several families share their oracles; `progress` shows
-    the oracles' training and a bar over the members.
+    The knob values are checked first, then the oracles still missing are fitted together
+    (`fit_oracles`), then every member is derived from its seed's oracle. `bases`
+    (seed -> OracleBase) lets several families share their oracles; `progress` shows the
+    oracles' fit and a bar over the members.
+
+    Raises:
+        ValueError: on an unknown family, a knob value out of range, or repeated seeds.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown SAE family {family!r}; known families: {sorted(FAMILIES)}")
     spec = FAMILIES[family]
     values = spec.default_values(world) if values is None else tuple(values)
+    seeds = _check_seeds(seeds)
+    for value in values:
+        spec.check(world, value)
+    family_bases = [_base(world, seed, oracle_config, bases, progress) for seed in seeds]
+    fit_missing_oracles(family_bases, progress=progress)
     members = []
     bar = tqdm(total=len(seeds) * len(values), unit="sae", desc=f"family {family}",
                disable=not progress)
-    for seed in seeds:
-        base = _base(world, seed, oracle_config, bases, progress)
+    for base in family_bases:
         for value in values:
+            bar.set_postfix_str(f"{spec.knob}={_fmt(value)}, seed {base.seed}")
             members.append(spec.build(base, value))
             bar.update(1)
     bar.close()
@@ -517,10 +443,24 @@ def make_controls(world: World, *, seed: int = 0, k: int | None = None,
                   bases: dict[int, OracleBase] | None = None,
                   progress: bool = False) -> list[ConstructedSAE]:
     """The diagnostic controls of one seed, in `CONTROLS` order (best_k keeps k latents,
-    `default_best_k` by default); `progress` shows the oracle's training and the controls."""
+    `default_best_k` by default); `progress` shows the oracle's fit and the controls."""
+    if k is not None:
+        _check_best_k(world, k)
     base = _base(world, seed, oracle_config, bases, progress)
-    return [control(base, name, k=k)
-            for name in tqdm(CONTROLS, unit="sae", desc="controls", disable=not progress)]
+    fit_missing_oracles([base], progress=progress)
+    out = []
+    for name in (bar := tqdm(CONTROLS, unit="sae", desc=f"controls of seed {seed}",
+                             disable=not progress)):
+        bar.set_postfix_str(name)
+        out.append(control(base, name, k=k))
+    return out
+
+
+def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    seeds = tuple(require_seed(s) for s in seeds)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    return seeds
 
 
 def _base(world: World, seed: int, config: OracleConfig | None,

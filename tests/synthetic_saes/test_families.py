@@ -4,8 +4,10 @@ from sae_lens import SAE
 
 from groundtruth.metrics import evaluate_quality
 from synthetic_saes.families import (
-    FAMILIES, OracleBase, OracleConfig, best_k, make_controls, make_family,
+    CONTROLS, FAMILIES, OracleBase, OracleConfig, best_k, make_controls, make_family,
 )
+from synthetic_saes.oracle_baseline import BaselineOracleBase
+from synthetic_saes.threads import single_threaded_torch
 from synthetic_saes.worlds import build_world, preset
 
 N_EVAL = 4000
@@ -117,3 +119,58 @@ def test_an_sae_of_the_wrong_width_does_not_fit_the_world(tiny_bases):
     other = build_world(preset("tiny", hidden_dim=16))
     with pytest.raises(ValueError, match="d_in=32 but the world has d_in=16"):
         evaluate_quality(tiny_bases[0].oracle, other, n_samples=10)
+
+
+def _assert_same_members(fast, slow):
+    assert [m.name for m in fast] == [m.name for m in slow]
+    for a, b in zip(fast, slow):
+        assert a.params.architecture == b.params.architecture, a.name
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+            x, y = getattr(a.params, name), getattr(b.params, name)
+            assert (x is None and y is None) or np.array_equal(x, y), (a.name, name)
+
+
+def test_every_member_and_control_equals_the_previous_code_bit_for_bit(tiny_world, tiny_bases):
+    # The previous code path: oracles by train_population, full sorts, rates recomputed.
+    config = tiny_bases[0].config
+    baseline = {s: BaselineOracleBase(tiny_world, seed=s, config=config) for s in (0, 1, 2)}
+    with single_threaded_torch():  # the baseline's samples are the same, only faster
+        for family in FAMILIES:
+            _assert_same_members(make_family(tiny_world, family, seeds=(0, 1, 2), bases=tiny_bases),
+                                 make_family(tiny_world, family, seeds=(0, 1, 2), bases=baseline))
+        for seed in (0, 2):
+            _assert_same_members(make_controls(tiny_world, seed=seed, bases=tiny_bases),
+                                 make_controls(tiny_world, seed=seed, bases=baseline))
+
+
+def test_bad_knob_values_raise_before_any_oracle_is_fitted(tiny_world):
+    bases = {0: OracleBase(tiny_world, seed=0)}
+    for family, value, message in (("decoder_noise", -0.1, "noise must be >= 0"),
+                                   ("split", 1.5, r"fraction must be in \[0, 1\]"),
+                                   ("width", 65, r"width must be in \[1, 64\]")):
+        with pytest.raises(ValueError, match=message):
+            make_family(tiny_world, family, (0.0, value), bases=bases)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 64\]"):
+        make_controls(tiny_world, k=0, bases=bases)
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        make_family(tiny_world, "dropped", (0.1,), seeds=(0, 0), bases=bases)
+    assert not bases[0].has_oracle
+
+
+def test_make_family_shows_progress(tiny_world, tiny_bases, capsys):
+    make_family(tiny_world, "split", (0.0, 0.5), seeds=(0, 1), bases=tiny_bases, progress=True)
+    make_controls(tiny_world, seed=1, bases=tiny_bases, progress=True)
+    err = capsys.readouterr().err
+    assert "family split" in err and "4/4" in err
+    assert "controls of seed 1" in err and f"{len(CONTROLS)}/{len(CONTROLS)}" in err
+
+
+@pytest.mark.slow
+def test_cpu_world_decoder_noise_and_controls_equal_the_previous_code_bit_for_bit():
+    world = build_world("cpu")
+    fast = {s: OracleBase(world, seed=s) for s in (0, 1)}
+    slow = {s: BaselineOracleBase(world, seed=s) for s in (0, 1)}
+    _assert_same_members(make_family(world, "decoder_noise", seeds=(0, 1), bases=fast),
+                         make_family(world, "decoder_noise", seeds=(0, 1), bases=slow))
+    _assert_same_members(make_controls(world, seed=1, bases=fast),
+                         make_controls(world, seed=1, bases=slow))
