@@ -43,6 +43,7 @@ from synthetic_saes.arrays import readonly
 from synthetic_saes.base_world import BaseWorld, WorldSample
 from synthetic_saes.hierarchy import FeatureHierarchy
 from synthetic_saes.rng import TorchStream
+from synthetic_saes.threads import single_threaded_torch
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
 
 __all__ = [
@@ -363,7 +364,10 @@ class World(BaseWorld):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         rng = TorchStream(seed)
         while True:
-            with rng.active(), torch.no_grad():
+            # One torch thread: the same samples, 3-4x faster on 2 busy cores (measured 20
+            # batches of 1024 on the cpu world: 6.6-7.0 s on torch's default threads, 1.6-1.8 s
+            # on one), the thread pool's hand-offs cost more than these small ops gain.
+            with rng.active(), torch.no_grad(), single_threaded_torch():
                 features = self.model.activation_generator.sample(batch_size)
                 hidden = self.model.feature_dict(features)
             yield WorldSample(hidden.numpy(), features.numpy())
