@@ -231,10 +231,11 @@ def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 
 
 class _Group:
-    """The runs of one group: a stacked state of len(runs) x len(seeds) members (run-major)."""
+    """The runs of one group and their states: one compiled step for all of them, applied to
+    chunks of `runs_per_call` runs x len(seeds) members (run-major) per call."""
 
     def __init__(self, configs: list[TrainingConfig], indices: tuple[int, ...],
-                 seeds: tuple[int, ...]):
+                 seeds: tuple[int, ...], runs_per_call: int):
         self.indices = indices
         self.configs = [configs[i] for i in indices]
         self.template = group_template(self.configs)
@@ -242,31 +243,38 @@ class _Group:
         self.total = self.template.total_steps
         self.keep = set(checkpoint_steps(self.total, self.template.n_checkpoints,
                                          self.template.first_checkpoint_fraction))
-        self.knobs = member_knobs(self.configs, len(seeds))
-        self.state = None
+        self.chunks = [self.configs[i:i + runs_per_call]
+                       for i in range(0, len(self.configs), runs_per_call)]
+        self.knobs = [member_knobs(chunk, len(seeds)) for chunk in self.chunks]
+        self.states: list[TrainState] | None = None
         self.step_fn = None
         self.checkpoints: list[tuple[int, dict[str, np.ndarray]]] = []
         self.logged: dict[str, list] = {"step": [], "loss": [], "mse": [], "l0": []}
 
     def start(self, d_in: int, init_params, frozen) -> None:
-        member_seeds = [s for _ in self.configs for s in self.seeds]
-        self.state = _with_init(init_state(self.template, d_in, member_seeds), init_params,
-                                frozen, self.template)
+        self.states = [
+            _with_init(init_state(self.template, d_in, [s for _ in chunk for s in self.seeds]),
+                       init_params, frozen, self.template)
+            for chunk in self.chunks]
         self.step_fn = make_train_step(self.template, d_in, frozen)
 
     def advance(self, step: int, x: jax.Array, log_every: int) -> dict | None:
-        """One step; returns the logged metrics [M] on logging steps."""
-        self.state, metrics = self.step_fn(self.state, x, self.knobs)
+        """One step of every chunk; returns the logged metrics [M] on logging steps."""
+        results = [self.step_fn(state, x, knobs) for state, knobs in zip(self.states, self.knobs)]
+        self.states = [state for state, _ in results]
         values = None
         if step % log_every == 0 or step == self.total:
-            values = jax.device_get(metrics)
+            parts = jax.device_get([metrics for _, metrics in results])
+            values = {k: np.concatenate([np.atleast_1d(p[k]) for p in parts]) for k in parts[0]}
             if not np.isfinite(values["loss"]).all():
                 raise FloatingPointError(f"non-finite loss at step {step}: {values['loss']}")
             self.logged["step"].append(step)
             for name in ("loss", "mse", "l0"):
                 self.logged[name].append(np.asarray(values[name], dtype=np.float32))
         if step in self.keep:
-            self.checkpoints.append((step, _inference_arrays(self.state, self.template)))
+            parts = [_inference_arrays(state, self.template) for state in self.states]
+            self.checkpoints.append(
+                (step, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}))
         return values
 
     def populations(self, data_seed: int, d_in: int) -> list[TrainedPopulation]:
@@ -309,7 +317,7 @@ def _train_stream(batches: Iterator[np.ndarray], groups: list[_Group], *, batch_
                 raise ValueError(
                     f"batch {step} has shape {x.shape}, expected ({batch_size}, {d_in})"
                 )
-            if groups[0].state is None:
+            if groups[0].states is None:
                 for group in groups:
                     group.start(d_in, init_params, frozen)
             x = jnp.asarray(x)
@@ -340,15 +348,18 @@ def train_runs(
     init_params: dict[str, np.ndarray] | None = None,
     frozen: Sequence[str] = (),
     desc: str | None = None,
+    runs_per_call: int | None = None,
 ) -> list[TrainedPopulation]:
     """Train many runs, each with every seed, sharing compiled steps and samples.
 
     Runs whose configs differ only in the sparsity knob (k, l1_coefficient, l0_coefficient;
-    `group_runs`) form a group: one compiled step, vmapped over len(group) x len(seeds)
-    members. All groups of one batch size train in lockstep on one stream of batches, each
-    batch drawn once per step for every run and seed. Each run's result equals training it
-    alone with `train_population` (same seeds, same data_seed): same init, same batches, same
-    top-k selection; only XLA's float reassociation at a different vmapped size may differ.
+    `group_runs`) form a group and share one compiled step (the knob is an argument, k a rank
+    mask under the group's largest k), vmapped over runs_per_call x len(seeds) members per
+    call. All groups of one batch size train in lockstep on one stream of batches, each batch
+    drawn once per step for every run and seed. Each run's result equals training it alone
+    with `train_population` (same seeds, same data_seed): same init, same batches, same top-k
+    selection; only XLA's float reassociation at another vmapped size may differ (none at
+    runs_per_call=1).
 
     Args:
         data: a world (sampled with `data_seed`, one stream per batch size) or an iterable
@@ -357,6 +368,10 @@ def train_runs(
         seeds, data_seed, progress, log_every, prefetch, init_params, frozen: as in
             `train_population`, applied to every run.
         desc: the progress bar's label (default: runs, groups and seeds).
+        runs_per_call: runs stacked on the vmapped axis of one call. Default: 1 on a CPU, where
+            the step is compute-bound and wider stacks spill the caches (measured slower per
+            member), so sharing saves compilations only; every run of the group on an
+            accelerator, where one wide call keeps the device busy.
 
     Returns:
         One `TrainedPopulation` per config, in the order of `configs`.
@@ -371,12 +386,17 @@ def train_runs(
     if any(not isinstance(c, TrainingConfig) for c in configs):
         raise ValueError(f"configs must be TrainingConfig, got {[type(c).__name__ for c in configs]}")
     seeds = _check_seeds(seeds)
+    if runs_per_call is None:
+        runs_per_call = 1 if jax.default_backend() == "cpu" else len(configs)
+    if isinstance(runs_per_call, bool) or not isinstance(runs_per_call, int) or runs_per_call < 1:
+        raise ValueError(f"runs_per_call must be a positive int, got {runs_per_call!r}")
     batch_sizes = sorted({c.batch_size for c in configs})
     is_world = isinstance(data, BaseWorld)
     if not is_world and len(batch_sizes) > 1:
         raise ValueError(f"an iterable of batches has one batch size; the configs have "
                          f"{batch_sizes} (pass a world, or train each batch size apart)")
-    groups = [_Group(configs, indices, seeds) for indices in group_runs(configs)]
+    groups = [_Group(configs, indices, seeds, runs_per_call)
+              for indices in group_runs(configs)]
     results: dict[int, TrainedPopulation] = {}
     for batch_size in batch_sizes:
         stream_groups = [g for g in groups if g.template.batch_size == batch_size]
@@ -400,7 +420,7 @@ def train_runs(
         for group in stream_groups:
             for index, population in zip(group.indices, group.populations(data_seed, d_in)):
                 results[index] = population
-            group.state = None  # free the stacked parameters before the next stream
+            group.states = None  # free the stacked parameters before the next stream
     return [results[i] for i in range(len(configs))]
 
 

@@ -171,13 +171,14 @@ def _grid():
                               matryoshka_widths=(6, 24), **base) for k in (2, 4)])
 
 
-def test_runs_trained_together_equal_each_run_trained_alone():
+def test_runs_stacked_on_one_vmapped_axis_equal_each_run_trained_alone():
     # Same init, batches and top-k selections; XLA may reassociate float sums differently for
     # another vmapped size (measured: <= 1.2e-7 on the checkpoints after 40 steps), else equal.
     batches = _low_rank_batches(n_steps=24)
     configs = _grid()
     assert len(group_runs(configs)) == 3  # (jumprelu's traced l0 knob: test_architectures)
-    together = train_runs(iter(batches), configs, seeds=[3, 0], progress=False, log_every=4)
+    together = train_runs(iter(batches), configs, seeds=[3, 0], progress=False, log_every=4,
+                          runs_per_call=2)
     for config, pop in zip(configs, together, strict=True):
         alone = train_population(iter(batches), config, seeds=[3, 0], progress=False,
                                  log_every=4)
@@ -212,14 +213,19 @@ def test_runs_on_a_world_with_two_batch_sizes_use_one_stream_each(tiny_world):
 
 def test_runs_of_different_lengths_share_a_stream_and_stop_on_time():
     batches = _low_rank_batches(n_steps=12)
-    base = dict(architecture="relu_l1", k=None, d_sae=8, batch_size=64, n_checkpoints=2)
-    short = TrainingConfig(training_samples=64 * 5, **base)
-    long = TrainingConfig(training_samples=64 * 12, l1_coefficient=0.5, **base)
-    a, b = train_runs(iter(batches), [short, long], seeds=[0], progress=False)
-    assert a.checkpoint_steps[-1] == 5 and b.checkpoint_steps[-1] == 12
-    alone = train_population(iter(batches), short, seeds=[0], progress=False)
-    np.testing.assert_allclose(a.checkpoints[-1].arrays["W_enc"],
-                               alone.checkpoints[-1].arrays["W_enc"], rtol=1e-5, atol=1e-6)
+    base = dict(architecture="topk", d_sae=8, batch_size=64, n_checkpoints=2)
+    short = TrainingConfig(training_samples=64 * 5, k=3, **base)
+    long = TrainingConfig(training_samples=64 * 12, k=2, **base)
+    same_length = TrainingConfig(training_samples=64 * 5, k=1, **base)
+    a, b, c = train_runs(iter(batches), [short, long, same_length], seeds=[0, 1],
+                         progress=False, runs_per_call=1)
+    assert a.checkpoint_steps[-1] == c.checkpoint_steps[-1] == 5
+    assert b.checkpoint_steps[-1] == 12
+    # one run per call: the same vmapped size as alone, so the same numbers bit for bit
+    for config, pop in ((short, a), (same_length, c)):
+        alone = train_population(iter(batches), config, seeds=[0, 1], progress=False)
+        for name, value in alone.checkpoints[-1].arrays.items():
+            assert np.array_equal(pop.checkpoints[-1].arrays[name], value), (config.k, name)
 
 
 def test_bad_runs_are_refused():
@@ -231,6 +237,8 @@ def test_bad_runs_are_refused():
         train_runs(iter([]), [cfg.to_dict()], seeds=[0], progress=False)
     with pytest.raises(ValueError, match="distinct non-negative"):
         train_runs(iter([]), [cfg], seeds=[2, 2], progress=False)
+    with pytest.raises(ValueError, match="runs_per_call must be a positive int, got 0"):
+        train_runs(iter([]), [cfg], seeds=[0], progress=False, runs_per_call=0)
     other = TrainingConfig(architecture="topk", d_sae=16, k=2, training_samples=32 * 4,
                            batch_size=32, n_checkpoints=1)
     with pytest.raises(ValueError, match=r"one batch size; the configs have \[32, 64\]"):
