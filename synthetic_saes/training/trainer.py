@@ -1,7 +1,7 @@
 """Train many SAE seeds and runs at once: one compiled step, parameters and PRNG keys vmapped.
 
-Runs that differ only in their sparsity knob stack on the same vmapped axis as seeds
-(`train_runs`). Every seed sees the same batches (the world is sampled once per step and shared), which is
+Runs that differ only in their sparsity knob share the compiled step (`train_runs`).
+Every seed sees the same batches (the world is sampled once per step and shared), which is
 where most of the speed comes from on a CPU: sampling a world costs as much as a training
 step. Checkpoints are kept at log-spaced steps so each seed leaves a training trajectory.
 """
@@ -384,7 +384,8 @@ def train_runs(
     if not configs:
         raise ValueError("configs must not be empty")
     if any(not isinstance(c, TrainingConfig) for c in configs):
-        raise ValueError(f"configs must be TrainingConfig, got {[type(c).__name__ for c in configs]}")
+        names = [type(c).__name__ for c in configs]
+        raise ValueError(f"configs must be TrainingConfig, got {names}")
     seeds = _check_seeds(seeds)
     if runs_per_call is None:
         runs_per_call = 1 if jax.default_backend() == "cpu" else len(configs)

@@ -2,13 +2,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from hypothesis import given
 from hypothesis import strategies as st
 
 from synthetic_saes.training.architectures import (
-    MemberKnobs, _batch_topk_mask, _topk_mask, aux_k_loss, forward, heaviside, inference_encode,
-    jumprelu, matryoshka_inner_losses, member_knobs, sae_loss,
+    MemberKnobs,
+    _batch_topk_mask,
+    _topk_mask,
+    aux_k_loss,
+    forward,
+    heaviside,
+    inference_encode,
+    jumprelu,
+    matryoshka_inner_losses,
+    member_knobs,
+    sae_loss,
 )
 from synthetic_saes.training.config import TrainingConfig
 
@@ -192,6 +200,6 @@ def test_matryoshka_loss_by_hand():
     x = jnp.array([[3.0, 4.0]], jnp.float32)
     cfg = TrainingConfig(architecture="matryoshka_batchtopk", d_sae=2, k=2,
                          matryoshka_widths=(1, 2))
-    loss, (out, mse) = sae_loss(p, x, cfg)
+    loss, (_, mse) = sae_loss(p, x, cfg)
     assert float(mse) == 0.0  # both latents on, identity SAE
     assert float(loss) == pytest.approx(16.0)  # prefix (3, 0) misses 4 ** 2

@@ -8,7 +8,9 @@ from sae_lens import TrainingSAE
 from sae_lens.saes.sae import TrainStepInput
 
 from synthetic_saes.training.architectures import (
-    aux_k_loss, matryoshka_inner_losses, sae_loss,
+    aux_k_loss,
+    matryoshka_inner_losses,
+    sae_loss,
 )
 from synthetic_saes.training.baseline import sae_lens_training_config
 from synthetic_saes.training.config import TrainingConfig

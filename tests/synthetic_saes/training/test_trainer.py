@@ -6,7 +6,11 @@ from sae_lens import SAE
 
 from groundtruth.metrics import evaluate_quality
 from synthetic_saes.training import (
-    TrainedPopulation, TrainingConfig, group_runs, train_population, train_runs,
+    TrainedPopulation,
+    TrainingConfig,
+    group_runs,
+    train_population,
+    train_runs,
 )
 from synthetic_saes.training.architectures import inference_encode
 
