@@ -1,8 +1,10 @@
 """The SAE population of an audit: constructed families, controls and trained trajectories.
 
 Constructed SAEs come from the oracle of the families' seed (`synthetic_saes.families`);
-trained SAEs from `train_population`, one run per (architecture, sparsity, width) with every
-training seed at once, all runs on one shared buffer of world samples (sampled once). Oracles
+trained SAEs from `train_runs`, one run per (architecture, sparsity, width) with every
+training seed; runs of one architecture and width differ only in sparsity and train as one
+vmapped group, and all of them step together on one shared buffer of world samples (sampled
+once). Oracles
 and trained populations are saved in the run folder as they finish, so a resumed run loads
 them instead of training again.
 """
@@ -19,7 +21,7 @@ import numpy as np
 from synthetic_saes.families import CONTROLS, FAMILIES, OracleBase, OracleConfig, control
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.sae_params import SAEParams
-from synthetic_saes.training import TrainedPopulation, TrainingConfig, train_population
+from synthetic_saes.training import TrainedPopulation, TrainingConfig, group_runs, train_runs
 from synthetic_saes.worlds import World
 
 __all__ = ["PopulationMember", "constructed_saes", "trained_saes", "training_configs", "run_key"]
@@ -141,6 +143,8 @@ def training_configs(plan) -> list[tuple[str, TrainingConfig, str, float]]:
                 if arch == "jumprelu":
                     settings.update(jumprelu_init_threshold=plan.jumprelu_init_threshold,
                                     jumprelu_bandwidth=plan.jumprelu_bandwidth)
+                if arch == "matryoshka_batchtopk":
+                    settings["matryoshka_widths"] = plan.matryoshka_widths(int(width))
                 key = run_key(arch, knob, value, width)
                 runs.append((key, TrainingConfig(**settings), knob, float(value)))
     return runs
@@ -154,20 +158,27 @@ def _batches(buffer: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 def trained_saes(world: World, plan, run_dir: Path, *, progress: bool = False):
     """Every checkpoint of every training seed of every run (trained or loaded)."""
     runs = training_configs(plan)
-    buffer = None
+    folders = [run_dir / "populations" / key.replace("/", "__") for key, *_ in runs]
+    populations: dict[int, TrainedPopulation] = {
+        i: TrainedPopulation.load(folder) for i, folder in enumerate(folders)
+        if (folder / "population.json").exists()}
+    todo = [i for i in range(len(runs)) if i not in populations]
+    if todo:
+        # one sample of the world, shared by every run
+        buffer = world.sample(plan.training_samples,
+                              seed=derive_seed(plan.data_seed, "training-data")).hidden
+        configs = [runs[i][1] for i in todo]
+        n_groups = len(group_runs(configs))
+        trained = train_runs(
+            _batches(buffer, plan.batch_size), configs, seeds=plan.seeds, progress=progress,
+            desc=f"train {len(todo)} runs ({n_groups} groups of one architecture and width) "
+                 f"x{len(plan.seeds)} seeds")
+        for i, population in zip(todo, trained, strict=True):
+            populations[i] = population
+            population.save(folders[i])
     out = []
-    for position, (key, config, knob, value) in enumerate(runs, start=1):
-        folder = run_dir / "populations" / key.replace("/", "__")
-        if (folder / "population.json").exists():
-            population = TrainedPopulation.load(folder)
-        else:
-            if buffer is None:  # one sample of the world, shared by every run
-                buffer = world.sample(plan.training_samples,
-                                      seed=derive_seed(plan.data_seed, "training-data")).hidden
-            population = train_population(
-                _batches(buffer, config.batch_size), config, seeds=plan.seeds, progress=progress,
-                desc=f"train {key} x{len(plan.seeds)} seeds ({position}/{len(runs)})")
-            population.save(folder)
+    for i, (key, config, knob, value) in enumerate(runs):
+        population = populations[i]
         last = len(population.checkpoints) - 1
         for s_index, seed in enumerate(population.seeds):
             for c_index, checkpoint in enumerate(population.checkpoints):

@@ -16,7 +16,7 @@ from typing import Any
 from groundtruth.metrics.data import DataConfig
 from synthetic_saes.families import FAMILIES
 from synthetic_saes.semisynthetic.world import LanguageWorldConfig
-from synthetic_saes.training.config import TRAINING_ARCHITECTURES
+from synthetic_saes.training.config import SPARSITY_KNOBS, TRAINING_ARCHITECTURES
 from synthetic_saes.validation import (
     check_field_types, reject_unknown_keys, require_positive_int, require_seed,
 )
@@ -60,8 +60,9 @@ class TrainingPlan:
     architectures: tuple[str, ...] = ("topk", "relu_l1", "jumprelu")
     sparsity: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "topk": (8, 16, 32), "batchtopk": (8, 16, 32), "relu_l1": (1.0, 2.0, 4.0),
-        "jumprelu": (0.5, 2.0, 8.0)})
+        "jumprelu": (0.5, 2.0, 8.0), "matryoshka_batchtopk": (8, 16, 32)})
     widths: tuple[int, ...] = (256, 512)
+    matryoshka_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
     seeds: tuple[int, ...] = (0, 1, 2)
     n_checkpoints: int = 6
     training_samples: int = 61_440
@@ -88,6 +89,11 @@ class TrainingPlan:
                                  f"{getattr(self, name)!r}")
         for width in self.widths:
             require_positive_int("training.widths", width)
+        fractions = self.matryoshka_fractions
+        if (not fractions or fractions[-1] != 1 or any(not 0 < f <= 1 for f in fractions)
+                or any(b <= a for a, b in zip(fractions, fractions[1:]))):
+            raise ValueError("training.matryoshka_fractions must increase strictly within "
+                             f"(0, 1] and end at 1, got {list(fractions)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"training.seeds must be distinct, got {self.seeds}")
         for s in self.seeds:
@@ -104,8 +110,12 @@ class TrainingPlan:
 
     @property
     def sparsity_knob(self) -> dict[str, str]:
-        return {"topk": "k", "batchtopk": "k", "relu_l1": "l1_coefficient",
-                "jumprelu": "l0_coefficient"}
+        return dict(SPARSITY_KNOBS)
+
+    def matryoshka_widths(self, width: int) -> tuple[int, ...]:
+        """The nested prefix widths of a matryoshka SAE of this width: round(f * width) for
+        each of `matryoshka_fractions`."""
+        return tuple(int(round(f * width)) for f in self.matryoshka_fractions)
 
 
 @dataclass(frozen=True, kw_only=True)

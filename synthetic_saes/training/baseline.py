@@ -22,6 +22,7 @@ def sae_lens_training_config(config: TrainingConfig, d_in: int):
     from sae_lens import (
         BatchTopKTrainingSAEConfig,
         JumpReLUTrainingSAEConfig,
+        MatryoshkaBatchTopKTrainingSAEConfig,
         StandardTrainingSAEConfig,
         TopKTrainingSAEConfig,
     )
@@ -35,6 +36,11 @@ def sae_lens_training_config(config: TrainingConfig, d_in: int):
         return BatchTopKTrainingSAEConfig(
             k=config.k, aux_loss_coefficient=config.aux_k_coefficient,
             topk_threshold_lr=config.batchtopk_threshold_lr, **common)
+    if arch == "matryoshka_batchtopk":
+        return MatryoshkaBatchTopKTrainingSAEConfig(
+            k=config.k, aux_loss_coefficient=config.aux_k_coefficient,
+            topk_threshold_lr=config.batchtopk_threshold_lr,
+            matryoshka_widths=list(config.matryoshka_widths), **common)
     if arch == "relu_l1":
         return StandardTrainingSAEConfig(l1_coefficient=config.l1_coefficient, **common)
     return JumpReLUTrainingSAEConfig(

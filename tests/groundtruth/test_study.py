@@ -30,6 +30,16 @@ def test_the_default_and_shipped_studies_load():
         ({**BASE, "training": {"widths": [0]}}, "training.widths must be a positive int"),
         ({**BASE, "training": {"seeds": [0, 0]}}, "must be distinct"),
         ({**BASE, "training": {"epochs": 3}}, r"\[training\] unknown TrainingPlan keys"),
+        ({**BASE, "training": {"matryoshka_fractions": [0.5, 0.25, 1.0]}},
+         "matryoshka_fractions must increase strictly"),
+        ({**BASE, "training": {"matryoshka_fractions": [0.25, 0.5]}}, "and end at 1"),
+        ({**BASE, "training": {"architectures": ["matryoshka_batchtopk"], "widths": [10],
+                               "matryoshka_fractions": [0.12, 0.14, 1.0],
+                               "sparsity": {"matryoshka_batchtopk": [2]}}},
+         r"training: matryoshka_widths must be strictly increasing, got \(1, 1, 10\)"),
+        ({**BASE, "training": {"architectures": ["matryoshka_batchtopk"], "widths": [4],
+                               "sparsity": {"matryoshka_batchtopk": [2]}}},
+         r"matryoshka_widths must be positive ints, got \(0, 1, 2, 4\)"),
         ({**BASE, "lenses": {"reseed_seeds": 1}}, "reseed_seeds must be >= 2"),
         ({**BASE, "lenses": {"ground_truth": ["gt_f2"]}}, "unknown metric 'gt_f2'"),
         ({**BASE, "data": {"eval_sampels": 5}}, r"\[data\] unknown DataConfig keys"),
@@ -48,3 +58,17 @@ def test_missing_or_broken_files(tmp_path):
     bad.write_text("[study\nname = 3")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_study(bad)
+
+
+def test_a_matryoshka_plan_gives_each_width_its_nested_prefixes():
+    from groundtruth.population import training_configs
+
+    study = study_from_dict({**BASE, "training": {
+        "architectures": ["matryoshka_batchtopk", "topk"], "widths": [64, 128],
+        "matryoshka_fractions": [0.25, 0.5, 1.0],
+        "sparsity": {"matryoshka_batchtopk": [4, 8], "topk": [4]}}})
+    runs = {key: config for key, config, _, _ in training_configs(study.training)}
+    assert runs["matryoshka_batchtopk/k=8/w128"].matryoshka_widths == (32, 64, 128)
+    assert runs["matryoshka_batchtopk/k=4/w64"].matryoshka_widths == (16, 32, 64)
+    assert runs["topk/k=4/w64"].matryoshka_widths is None
+    assert study.training.sparsity_knob["matryoshka_batchtopk"] == "k"

@@ -2,9 +2,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from synthetic_saes.training.architectures import (
-    aux_k_loss, forward, heaviside, inference_encode, jumprelu, sae_loss,
+    MemberKnobs,
+    _batch_topk_mask,
+    _topk_mask,
+    aux_k_loss,
+    forward,
+    heaviside,
+    inference_encode,
+    jumprelu,
+    matryoshka_inner_losses,
+    member_knobs,
+    sae_loss,
 )
 from synthetic_saes.training.config import TrainingConfig
 
@@ -91,3 +103,103 @@ def test_inference_encode_matches_the_sae_params_semantics():
         sp = SAEParams(W_enc=p["W_enc"], b_enc=p["b_enc"], W_dec=p["W_dec"], b_dec=p["b_dec"],
                        architecture=arch, **extra)
         np.testing.assert_allclose(np.asarray(ours), sp.encode(x), atol=1e-5)
+
+
+def _literal_topk_mask(values, k):
+    """Each row's k largest entries in lax.top_k's total order: -0.0 below +0.0, equal values
+    to the lower index."""
+    mask = np.zeros(values.shape, bool)
+    for r, row in enumerate(values):
+        order = sorted(range(len(row)), key=lambda j: (-row[j], bool(np.signbit(row[j])), j))
+        mask[r, order[:k]] = True
+    return mask
+
+
+_N, _D = 4, 7  # fixed shapes: one compilation serves every example
+_row_mask = jax.jit(lambda v, k_used: _topk_mask(v, _D, k_used))
+_batch_mask = jax.jit(lambda v, k_used: _batch_topk_mask(v, _D, k_used))
+
+
+@given(st.integers(0, 10_000), st.integers(1, _D), st.booleans())
+def test_topk_masks_at_a_larger_static_k_keep_exactly_the_top_k_used(seed, k_used, ties):
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal((_N, _D)).astype(np.float32)
+    if ties:  # coarse values: many exact ties (and -0.0), broken the same way in both paths
+        values = np.round(values).astype(np.float32)
+    ours = np.asarray(_row_mask(jnp.asarray(values), k_used))
+    np.testing.assert_array_equal(ours, _literal_topk_mask(values, k_used))
+    batch = np.asarray(_batch_mask(jnp.asarray(values), k_used))
+    flat = _literal_topk_mask(values.reshape(1, -1), k_used * _N).reshape(values.shape)
+    np.testing.assert_array_equal(batch, flat)
+
+
+@pytest.mark.parametrize("k", [1, 3, _D])
+def test_topk_masks_with_a_static_k_equal_the_literal_ones(k):
+    values = np.round(np.random.default_rng(k).standard_normal((_N, _D))).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(_topk_mask(jnp.asarray(values), k)),
+                                  _literal_topk_mask(values, k))
+    flat = _literal_topk_mask(values.reshape(1, -1), k * _N).reshape(values.shape)
+    np.testing.assert_array_equal(np.asarray(_batch_topk_mask(jnp.asarray(values), k)), flat)
+
+
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk", "matryoshka_batchtopk",
+                                          "relu_l1", "jumprelu"])
+def test_knobs_as_traced_values_give_the_config_loss_bit_for_bit(architecture):
+    rng = np.random.default_rng(4)
+    p = _params(rng)
+    x = jnp.asarray(rng.standard_normal((6, 5)), jnp.float32)
+    extra = {"matryoshka_widths": (2, 5, 8)} if architecture == "matryoshka_batchtopk" else {}
+    small = TrainingConfig(architecture=architecture, d_sae=8, k=3, l1_coefficient=0.4,
+                           l0_coefficient=0.6, **extra)
+    wide = TrainingConfig(architecture=architecture, d_sae=8, k=7, l1_coefficient=9.0,
+                          l0_coefficient=9.0, **extra)  # the group's template: k_max = 7
+    knobs = jax.tree.map(lambda a: a[0], member_knobs([small]))
+    expected, (out_e, _) = jax.jit(lambda q, y: sae_loss(q, y, small))(p, x)
+    got, (out_g, _) = jax.jit(lambda q, y, kn: sae_loss(q, y, wide, kn))(p, x, knobs)
+    assert float(got) == float(expected)
+    np.testing.assert_array_equal(np.asarray(out_g.latents), np.asarray(out_e.latents))
+
+
+def test_member_knobs_are_run_major_and_typed():
+    cfgs = [TrainingConfig(architecture="topk", d_sae=8, k=2),
+            TrainingConfig(architecture="topk", d_sae=8, k=5)]
+    knobs = member_knobs(cfgs, repeats=3)
+    assert isinstance(knobs, MemberKnobs)
+    assert knobs.k.tolist() == [2, 2, 2, 5, 5, 5] and knobs.k.dtype == jnp.int32
+    assert knobs.l1_coefficient.dtype == jnp.float32
+    relu = member_knobs([TrainingConfig(architecture="relu_l1", k=None, l1_coefficient=0.25)])
+    assert relu.k.tolist() == [0] and relu.l1_coefficient.tolist() == [0.25]
+
+
+def _literal_matryoshka_losses(p, x, latents, widths):
+    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    latents, x = np.asarray(latents, np.float64), np.asarray(x, np.float64)
+    out = []
+    for w in widths[:-1]:
+        recon = latents[:, :w] @ p["W_dec"][:w] + p["b_dec"]
+        out.append(((recon - x) ** 2).sum(1).mean())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("widths", [(8,), (1, 8), (3, 4, 8), (1, 2, 3, 4, 5, 6, 7, 8)])
+def test_matryoshka_inner_losses_match_a_literal_prefix_decode(widths):
+    rng = np.random.default_rng(len(widths))
+    p = _params(rng)
+    x = jnp.asarray(rng.standard_normal((6, 5)), jnp.float32)
+    latents = jnp.asarray(np.maximum(rng.standard_normal((6, 8)), 0), jnp.float32)
+    ours = np.asarray(matryoshka_inner_losses(p, x, latents, widths))
+    np.testing.assert_allclose(ours, _literal_matryoshka_losses(p, x, latents, widths),
+                               rtol=1e-5)
+    assert ours.shape == (len(widths) - 1,)
+
+
+def test_matryoshka_loss_by_hand():
+    # one sample, two latents of widths (1, 2): inner level uses latent 0 only
+    p = {"W_enc": jnp.eye(2, dtype=jnp.float32), "b_enc": jnp.zeros(2, jnp.float32),
+         "W_dec": jnp.eye(2, dtype=jnp.float32), "b_dec": jnp.zeros(2, jnp.float32)}
+    x = jnp.array([[3.0, 4.0]], jnp.float32)
+    cfg = TrainingConfig(architecture="matryoshka_batchtopk", d_sae=2, k=2,
+                         matryoshka_widths=(1, 2))
+    loss, (_, mse) = sae_loss(p, x, cfg)
+    assert float(mse) == 0.0  # both latents on, identity SAE
+    assert float(loss) == pytest.approx(16.0)  # prefix (3, 0) misses 4 ** 2
