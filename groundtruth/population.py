@@ -164,18 +164,31 @@ def trained_saes(world: World, plan, run_dir: Path, *, progress: bool = False):
         if (folder / "population.json").exists()}
     todo = [i for i in range(len(runs)) if i not in populations]
     if todo:
+        from tqdm.auto import tqdm
+
         # one sample of the world, shared by every run
         buffer = world.sample(plan.training_samples,
                               seed=derive_seed(plan.data_seed, "training-data")).hidden
-        configs = [runs[i][1] for i in todo]
-        n_groups = len(group_runs(configs))
-        trained = train_runs(
-            _batches(buffer, plan.batch_size), configs, seeds=plan.seeds, progress=progress,
-            desc=f"train {len(todo)} runs ({n_groups} groups of one architecture and width) "
-                 f"x{len(plan.seeds)} seeds")
-        for i, population in zip(todo, trained, strict=True):
-            populations[i] = population
-            population.save(folders[i])
+        groups = group_runs([runs[i][1] for i in todo])  # one compiled step per group
+        stage = tqdm(total=len(todo), unit="run", disable=not progress,
+                     desc=f"training: {len(todo)} of {len(runs)} runs to train, "
+                          f"{len(groups)} groups, x{len(plan.seeds)} seeds")
+        for position, group in enumerate(groups):
+            members = [todo[j] for j in group]
+            config = runs[members[0]][1]
+            trained = train_runs(
+                _batches(buffer, plan.batch_size), [runs[i][1] for i in members],
+                seeds=plan.seeds, progress=progress,
+                desc=f"  group {position + 1}/{len(groups)}: {config.architecture} "
+                     f"w{config.d_sae}, {len(members)} runs")
+            for i, population in zip(members, trained, strict=True):
+                populations[i] = population
+                population.save(folders[i])  # durable before the next group starts
+            if position == 0:  # the first group compiles: the stage's clock starts after it
+                stage.reset(total=len(todo) - len(members))
+            else:
+                stage.update(len(members))
+        stage.close()
     out = []
     for i, (key, config, knob, value) in enumerate(runs):
         population = populations[i]

@@ -33,3 +33,39 @@ def test_trained_saes_trains_every_run_once_and_each_equals_its_run_alone(tiny_w
     again = trained_saes(tiny_world, plan, tmp_path)
     for a, b in zip(members, again, strict=True):
         assert a.id == b.id and np.array_equal(a.params.W_dec, b.params.W_dec)
+
+
+def test_a_crash_mid_training_keeps_every_group_that_finished(tiny_world, tmp_path,
+                                                              monkeypatch, capsys):
+    import groundtruth.population as population
+
+    plan = study_from_dict({"study": {"name": "t"}, "world": {"preset": "tiny"},
+                            "training": PLAN}).training
+    real, calls = population.train_runs, []
+
+    def crash_on_second_group(*args, **kwargs):
+        calls.append([c.architecture for c in args[1]])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user (or the machine) stops the run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(population, "train_runs", crash_on_second_group)
+    try:
+        trained_saes(tiny_world, plan, tmp_path, progress=True)
+    except KeyboardInterrupt:
+        pass
+    assert calls[0] == ["topk", "topk"]  # one group: one architecture and width
+    saved = sorted(p.name for p in (tmp_path / "populations").iterdir())
+    assert saved == ["topk__k=2__w16", "topk__k=4__w16"]
+    assert "group 1/3: topk w16, 2 runs" in capsys.readouterr().err
+    monkeypatch.setattr(population, "train_runs", real)
+    calls.clear()
+
+    def count(*args, **kwargs):
+        calls.append([c.architecture for c in args[1]])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(population, "train_runs", count)
+    members = trained_saes(tiny_world, plan, tmp_path)
+    assert calls == [["matryoshka_batchtopk"], ["relu_l1"]]  # the finished group is loaded
+    assert len(members) == len(training_configs(plan)) * 2 * 2
