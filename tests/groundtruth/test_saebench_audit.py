@@ -20,7 +20,7 @@ RAW = {
                           "absorption_hierarchy", "core_cossim", "ce_contrastive"]},
     "families": {"names": ["decoder_noise"], "oracle_training_samples": 20480},
     "training": {"architectures": ["topk", "matryoshka_batchtopk"], "widths": [32],
-                 "seeds": [0, 1], "n_checkpoints": 3, "training_samples": 12800,
+                 "seeds": [0, 1], "n_checkpoints": 2, "training_samples": 12800,
                  "batch_size": 256, "sparsity": {"topk": [2, 4], "matryoshka_batchtopk": [2, 4]},
                  "matryoshka_fractions": [0.5, 1.0]},
     "lenses": {"reseed_seeds": 3, "decomposition_seeds": 2, "n_boot": 200},
