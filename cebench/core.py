@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -217,6 +217,20 @@ def _global_array(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
+@lru_cache(maxsize=None)
+def _zeros(shape: tuple[int, ...], dtype: Any, sharding: NamedSharding):
+    """A jitted maker of zeros [shape] laid out as `sharding` (made once per shape: a fresh
+    `jax.jit(lambda: ...)` per call would compile on every call)."""
+    return jax.jit(partial(jnp.zeros, shape, dtype), out_shardings=sharding)
+
+
+@lru_cache(maxsize=None)
+def _add_partials(sharding: NamedSharding):
+    """A jitted sum of the devices' partials (sums, active) over their first axis, laid out as
+    `sharding` (an all-reduce across hosts)."""
+    return jax.jit(lambda s, a: (s.sum(axis=0), a.sum(axis=0)), out_shardings=(sharding, sharding))
+
+
 def _latent_blocks(params: dict[str, np.ndarray], block: int) -> dict[str, np.ndarray]:
     """An encoder's per-latent parameters in blocks of `block` latents.
 
@@ -233,11 +247,12 @@ def _latent_blocks(params: dict[str, np.ndarray], block: int) -> dict[str, np.nd
         if name == "b_dec":
             continue
         value = np.asarray(value, np.float32)
+        if pad:  # np.pad copies even when there is nothing to pad
+            value = np.pad(value, ((0, 0),) * (value.ndim - 1) + ((0, pad),))
         if name == "W_enc":
-            value = np.pad(value, ((0, 0), (0, pad)))
             out[name] = np.ascontiguousarray(value.reshape(d_in, n_blocks, block).transpose(1, 0, 2))
         else:
-            out[name] = np.pad(value, (0, pad)).reshape(n_blocks, block)
+            out[name] = value.reshape(n_blocks, block)
     return out
 
 
@@ -423,10 +438,8 @@ def segment_sums(
     padded_ids = np.full(-(-n_tokens // tile) * tile, -1, np.int64)
     padded_ids[:n_tokens] = segment_ids
     n_slots = _n_slots(padded_ids, tile, n_segments)
-    sums = jax.jit(lambda: jnp.zeros((n_dev, n_blocks, n_segments, block), jnp.float32),
-                   out_shardings=token_sharding)()
-    active = jax.jit(lambda: jnp.zeros((n_dev, n_segments), jnp.int32),
-                     out_shardings=token_sharding)()
+    sums = _zeros((n_dev, n_blocks, n_segments, block), jnp.float32, token_sharding)()
+    active = _zeros((n_dev, n_segments), jnp.int32, token_sharding)()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n_tokens, unit="tok", unit_scale=True, desc="encode", disable=not progress)
@@ -448,8 +461,7 @@ def segment_sums(
         bar.update(stop - start)
     bar.close()
     # Add the devices' partials on the devices (an all-reduce across hosts), then fetch.
-    totals = jax.jit(lambda s, a: (s.sum(axis=0), a.sum(axis=0)),
-                     out_shardings=(replicated, replicated))(sums, active)
+    totals = _add_partials(replicated)(sums, active)
     total = np.asarray(jax.device_get(totals[0]), np.float32)  # [n_blocks, n_segments, block]
     total = total.transpose(1, 0, 2).reshape(n_segments, n_blocks * block)[:, : encoder.d_sae]
     counts = np.bincount(segment_ids, minlength=n_segments).astype(np.int64)
