@@ -256,7 +256,7 @@ def _latent_blocks(params: dict[str, np.ndarray], block: int) -> dict[str, np.nd
     return out
 
 
-def _tile_segments(segment_ids: np.ndarray, tile: int, n_segments: int):
+def _sorted_tiles(segment_ids: np.ndarray, tile: int, n_segments: int):
     """Distinct segments per tile, sorted: the tile's segment `slots`.
 
     Args:
@@ -281,11 +281,11 @@ def _n_slots(segment_ids: np.ndarray, tile: int, n_segments: int) -> int:
     a multiple of 8 (at most `tile`). segment_ids int [n_tiles * tile], -1 = padding."""
     if segment_ids.size == 0:
         return min(tile, _SLOT_MULTIPLE)
-    distinct = int(_tile_segments(segment_ids, tile, n_segments)[2].sum(axis=1).max())
+    distinct = int(_sorted_tiles(segment_ids, tile, n_segments)[2].sum(axis=1).max())
     return min(tile, max(_SLOT_MULTIPLE, -(-distinct // _SLOT_MULTIPLE) * _SLOT_MULTIPLE))
 
 
-def tile_slots(segment_ids: np.ndarray, tile: int, n_slots: int, n_segments: int):
+def _tile_slots(segment_ids: np.ndarray, tile: int, n_slots: int, n_segments: int):
     """Each tile's tokens mapped to slots, one slot per distinct segment of the tile.
 
     Args:
@@ -303,7 +303,7 @@ def tile_slots(segment_ids: np.ndarray, tile: int, n_slots: int, n_segments: int
     Raises:
         ValueError: a tile has more than n_slots distinct segments.
     """
-    sorted_ids, order, first = _tile_segments(segment_ids, tile, n_segments)
+    sorted_ids, order, first = _sorted_tiles(segment_ids, tile, n_segments)
     if first.sum(axis=1).max(initial=0) > n_slots:
         raise ValueError(f"a tile has more than n_slots={n_slots} distinct segments")
     rank = np.cumsum(first, axis=1) - 1  # slot of each token, in sorted order
@@ -324,7 +324,7 @@ def _accumulate(sums, active, blocks, b_dec, x, slot, rows, *, config, n_slots, 
     sums [n_dev, n_blocks, n_segments, block] and active [n_dev, n_segments] (nonzero latents
     per segment) are per-device partials; blocks (from `_latent_blocks`) and b_dec [d_in] are
     replicated; x [chunk, d_in], slot [chunk] and rows [chunk // tile, n_slots] (from
-    `tile_slots`) are sharded over the devices along their first axis.
+    `_tile_slots`) are sharded over the devices along their first axis.
 
     Each device walks its tiles; in a tile it walks the latent blocks, encoding [tile, block]
     latents and summing them per slot with a one-hot matmul ([n_slots, tile] @ [tile, block]:
@@ -452,7 +452,7 @@ def segment_sums(
             raise ValueError(f"activations contain NaN or Inf (tokens {start}..{stop - 1})")
         ids = np.full(size, -1, np.int64)
         ids[: stop - start] = segment_ids[start:stop]
-        slot, rows = tile_slots(ids, tile, n_slots, n_segments)
+        slot, rows = _tile_slots(ids, tile, n_slots, n_segments)
         sums, active = _accumulate(
             sums, active, blocks, b_dec, _global_array(x, token_sharding),
             _global_array(slot, token_sharding), _global_array(rows, token_sharding),
