@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -217,14 +217,14 @@ def _global_array(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _zeros(shape: tuple[int, ...], dtype: Any, sharding: NamedSharding):
     """A jitted maker of zeros [shape] laid out as `sharding` (made once per shape: a fresh
     `jax.jit(lambda: ...)` per call would compile on every call)."""
     return jax.jit(partial(jnp.zeros, shape, dtype), out_shardings=sharding)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _add_partials(sharding: NamedSharding):
     """A jitted sum of the devices' partials (sums, active) over their first axis, laid out as
     `sharding` (an all-reduce across hosts)."""
@@ -250,7 +250,8 @@ def _latent_blocks(params: dict[str, np.ndarray], block: int) -> dict[str, np.nd
         if pad:  # np.pad copies even when there is nothing to pad
             value = np.pad(value, ((0, 0),) * (value.ndim - 1) + ((0, pad),))
         if name == "W_enc":
-            out[name] = np.ascontiguousarray(value.reshape(d_in, n_blocks, block).transpose(1, 0, 2))
+            value = value.reshape(d_in, n_blocks, block).transpose(1, 0, 2)
+            out[name] = np.ascontiguousarray(value)
         else:
             out[name] = value.reshape(n_blocks, block)
     return out
