@@ -202,6 +202,9 @@ CPU_TILE_LATENTS = 512
 # Slots per tile are rounded up to a multiple of this, so corpora of similar story lengths
 # share one compiled step.
 _SLOT_MULTIPLE = 8
+# The tokens past the last whole tiles go in one smaller tile per device, its size rounded up
+# to a multiple of this: little padding, few distinct compiled shapes.
+_TAIL_MULTIPLE = 64
 
 
 def _mesh(devices: Sequence[Any] | None) -> Mesh:
@@ -277,13 +280,35 @@ def _sorted_tiles(segment_ids: np.ndarray, tile: int, n_segments: int):
     return sorted_ids, order, first
 
 
+def _most_distinct(segment_ids: np.ndarray, tile: int, n_segments: int) -> int:
+    """The most distinct segments in any tile of a token stream (int [n_tiles * tile], -1 =
+    padding), read a million tokens at a time so the sort's scratch stays bounded."""
+    piece = tile * max(1, 2**20 // tile)
+    return max((int(_sorted_tiles(segment_ids[start:start + piece], tile, n_segments)[2]
+                    .sum(axis=1).max(initial=0))
+                for start in range(0, segment_ids.size, piece)), default=0)
+
+
 def _n_slots(segment_ids: np.ndarray, tile: int, n_segments: int) -> int:
     """Slots per tile for a token stream: the most distinct segments in any tile, rounded up to
     a multiple of 8 (at most `tile`). segment_ids int [n_tiles * tile], -1 = padding."""
-    if segment_ids.size == 0:
-        return min(tile, _SLOT_MULTIPLE)
-    distinct = int(_sorted_tiles(segment_ids, tile, n_segments)[2].sum(axis=1).max())
+    return _round_slots(_most_distinct(segment_ids, tile, n_segments), tile)
+
+
+def _round_slots(distinct: int, tile: int) -> int:
     return min(tile, max(_SLOT_MULTIPLE, -(-distinct // _SLOT_MULTIPLE) * _SLOT_MULTIPLE))
+
+
+def _padded(values: np.ndarray, multiple: int, dtype=None) -> np.ndarray:
+    """values [n, ...] padded to a multiple of `multiple` rows: zeros for activations (float
+    dtype given), -1 (no segment) for segment ids."""
+    n = values.shape[0]
+    if dtype is None:
+        out = np.full(-(-n // multiple) * multiple, -1, np.int64)
+    else:
+        out = np.zeros((-(-n // multiple) * multiple, *values.shape[1:]), dtype)
+    out[:n] = values
+    return out
 
 
 def _tile_slots(segment_ids: np.ndarray, tile: int, n_slots: int, n_segments: int):
@@ -436,24 +461,26 @@ def segment_sums(
               for k, v in _latent_blocks(encoder.params, block).items()}
     b_dec = _global_array(np.asarray(encoder.params["b_dec"], np.float32), replicated)
     n_blocks = blocks["W_enc"].shape[0]
-    padded_ids = np.full(-(-n_tokens // tile) * tile, -1, np.int64)
-    padded_ids[:n_tokens] = segment_ids
-    n_slots = _n_slots(padded_ids, tile, n_segments)
+    # Spans of whole tiles on every device, in chunks; then the tail (fewer tokens than one
+    # tile per device) in one smaller tile per device, rather than padding it to a whole tile.
+    n_whole = n_tokens // step * step
+    spans = [(start, min(start + chunk, n_whole), tile) for start in range(0, n_whole, chunk)]
+    if n_tokens > n_whole:
+        tail = -(-(n_tokens - n_whole) // n_dev)
+        spans.append((n_whole, n_tokens, min(tile, -(-tail // _TAIL_MULTIPLE) * _TAIL_MULTIPLE)))
+    n_slots = _round_slots(max(_most_distinct(_padded(segment_ids[a:b], t * n_dev), t, n_segments)
+                               for a, b, t in [(0, n_whole, tile)] + spans[-1:]), tile)
     sums = _zeros((n_dev, n_blocks, n_segments, block), jnp.float32, token_sharding)()
     active = _zeros((n_dev, n_segments), jnp.int32, token_sharding)()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n_tokens, unit="tok", unit_scale=True, desc="encode", disable=not progress)
-    for start in range(0, n_tokens, chunk):
-        stop = min(start + chunk, n_tokens)
-        size = min(chunk, -(-(stop - start) // step) * step)  # the last chunk: whole tiles
-        x = np.zeros((size, d_in), np.float32)
-        x[: stop - start] = activations[start:stop]
+    for start, stop, span_tile in spans:
+        x = _padded(activations[start:stop], span_tile * n_dev, np.float32)
         if not np.isfinite(x).all():
             raise ValueError(f"activations contain NaN or Inf (tokens {start}..{stop - 1})")
-        ids = np.full(size, -1, np.int64)
-        ids[: stop - start] = segment_ids[start:stop]
-        slot, rows = _tile_slots(ids, tile, n_slots, n_segments)
+        ids = _padded(segment_ids[start:stop], span_tile * n_dev)
+        slot, rows = _tile_slots(ids, span_tile, n_slots, n_segments)
         sums, active = _accumulate(
             sums, active, blocks, b_dec, _global_array(x, token_sharding),
             _global_array(slot, token_sharding), _global_array(rows, token_sharding),

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cebench.core import (
-    Encoder, EncoderConfig, _latent_blocks, _n_slots, _tile_slots, encode, encoder_from_sae,
-    score_activations, segment_sums, segments_for_pairs,
+    Encoder, EncoderConfig, _latent_blocks, _most_distinct, _n_slots, _tile_slots, encode,
+    encoder_from_sae, score_activations, segment_sums, segments_for_pairs,
 )
 from cebench.scores import score_latents
 from synthetic_saes.sae_params import SAEParams
@@ -177,6 +177,18 @@ def test_tile_slots_equal_literal(seed, tile, n_tiles, n_segments, sorted_ids):
             _tile_slots(ids, tile, 1, n_segments)
 
 
+def test_most_distinct_reads_every_piece_of_a_long_stream():
+    """Over 2^20 tokens the stream is read in pieces; the busiest tile is in the last one."""
+    tile = 3
+    ids = np.zeros(3 * tile * (2**20 // tile) + 5 * tile, np.int64)
+    ids[:tile] = [1, 2, 2]  # a tile with 2 distinct segments in the first piece
+    ids[-tile:] = [4, -1, 6]  # 2 distinct + padding in the last piece
+    ids[-2 * tile:-tile] = [7, 8, 9]  # 3 distinct, in the last piece
+    assert _most_distinct(ids, tile, 10) == 3
+    assert _most_distinct(ids[:-2 * tile], tile, 10) == 2
+    assert _most_distinct(np.zeros(0, np.int64), tile, 10) == 0
+
+
 @pytest.mark.parametrize("architecture", ["relu", "jumprelu", "gated"])
 @pytest.mark.parametrize("block", [1, 4, 7, D_SAE, 64])
 def test_latent_blocks_encode_as_the_whole_encoder(architecture, block):
@@ -314,6 +326,17 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         one = score_activations(p, pairs, chunk_size=10, devices=jax.local_devices()[:1])
         for k, v in one.metrics().items():
             assert abs(four.metrics()[k] - v) <= 1e-5 * max(1, abs(v)), (k, v, four.metrics()[k])
+        # 800 tokens in whole tiles of 200 per device, then a tail of 500 tokens in tiles of
+        # 128 per device that straddle the 200-token tiles; segment ids at random.
+        from cebench.core import encoder_from_sae, encode, segment_sums
+        x = rng.standard_normal((1300, {D_IN})).astype(np.float32)
+        seg = rng.integers(0, 50, 1300)
+        enc = encoder_from_sae(p)
+        tiled = segment_sums(x, seg, 50, enc, chunk_size=800, tile_tokens=200)
+        latents = np.asarray(encode(enc.params, x, enc.config))
+        expected = np.stack([latents[seg == s].sum(0) for s in range(50)])
+        np.testing.assert_allclose(tiled.sums, expected, rtol=1e-5, atol=1e-4)
+        assert tiled.active == int((latents != 0).sum())
         print("ok", len(jax.local_devices()))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
