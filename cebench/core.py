@@ -4,8 +4,14 @@ The expensive part of CE-Bench is encoding every token with the SAE ([n_tokens, 
 [d_in, d_sae]). The core streams tokens in fixed-size chunks through one jitted step that
 encodes the chunk and adds its latents into per-segment sums, so the [n_tokens, d_sae] latent
 matrix never exists and memory does not grow with the number of tokens (it holds one chunk's
-latents and the [n_segments, d_sae] sums). A segment is a story (v4) or a story's marked or
-unmarked tokens (v1).
+activations, one tile's latents and the [n_segments, d_sae] sums). A segment is a story (v4)
+or a story's marked or unmarked tokens (v1).
+
+Speed: within a chunk the step walks tiles of 512 tokens x 512 latents (on CPU), so each
+tile's latents are thresholded, counted and summed while they are in cache, and sums them per
+segment with a one-hot matmul over the tile's few segments (a story spans many tokens), added
+into the sums' rows: per-tile work does not depend on the number of segments. On 2 CPU cores
+this runs at the float32 matmul rate of the same shapes (tests/benchmarks/test_cebench_speed.py).
 
 Devices: the chunk's token axis is sharded over every device (`jax.sharding`); each device
 accumulates its own partial sums and the partials are added once at the end. On one host with
@@ -32,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -144,11 +150,15 @@ def encoder_from_sae(sae, *, compute_dtype: str = "float32") -> Encoder:
     return Encoder(config, params)
 
 
-def encode(params: dict, x: jax.Array, config: EncoderConfig) -> jax.Array:
-    """Latents [n, d_sae] (float32) of activations x [n, d_in]."""
+def _centre(b_dec: jax.Array, x: jax.Array, config: EncoderConfig) -> jax.Array:
+    """The SAE's input x' [n, d_in] (float32): x - b_dec when the SAE applies b_dec to its input."""
     x = x.astype(jnp.float32)
-    if config.apply_b_dec_to_input:
-        x = x - params["b_dec"]
+    return x - b_dec if config.apply_b_dec_to_input else x
+
+
+def _encode_centred(params: dict, x: jax.Array, config: EncoderConfig) -> jax.Array:
+    """Latents [n, d] of centred inputs x' [n, d_in], for params over any d latents (all of an
+    SAE's, or a block of them: every architecture but topk acts on each latent alone)."""
     low = config.compute_dtype == "bfloat16"
 
     def matmul(a, w):
@@ -172,6 +182,11 @@ def encode(params: dict, x: jax.Array, config: EncoderConfig) -> jax.Array:
     return acts
 
 
+def encode(params: dict, x: jax.Array, config: EncoderConfig) -> jax.Array:
+    """Latents [n, d_sae] (float32) of activations x [n, d_in]."""
+    return _encode_centred(params, _centre(params["b_dec"], x, config), config)
+
+
 class SegmentSums(NamedTuple):
     """sums float32 [n_segments, d_sae], counts int64 [n_segments] (tokens), active_counts int64
     [n_segments] (latents != 0 summed over each segment's tokens, for L0)."""
@@ -184,6 +199,18 @@ class SegmentSums(NamedTuple):
     def active(self) -> int:
         """Active (token, latent) entries over all tokens."""
         return int(self.active_counts.sum())
+
+
+# Tiles on CPU (see `segment_sums`): a tile's pre-activations [512 tokens, 512 latents] (1 MiB)
+# stay in the core's 2 MiB L2 cache between the matmul and the passes that read them.
+CPU_TILE_TOKENS = 512
+CPU_TILE_LATENTS = 512
+# Slots per tile are rounded up to a multiple of this, so corpora of similar story lengths
+# share one compiled step.
+_SLOT_MULTIPLE = 8
+# The tokens past the last whole tiles go in one smaller tile per device, its size rounded up
+# to a multiple of this: little padding, few distinct compiled shapes.
+_TAIL_MULTIPLE = 64
 
 
 def _mesh(devices: Sequence[Any] | None) -> Mesh:
@@ -199,32 +226,182 @@ def _global_array(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
-@partial(jax.jit, static_argnames=("config", "n_segments", "mesh"), donate_argnums=(0, 1))
-def _accumulate(sums, active, params, x, segments, *, config, n_segments, mesh):
+@cache
+def _zeros(shape: tuple[int, ...], dtype: Any, sharding: NamedSharding):
+    """A jitted maker of zeros [shape] laid out as `sharding` (made once per shape: a fresh
+    `jax.jit(lambda: ...)` per call would compile on every call)."""
+    return jax.jit(partial(jnp.zeros, shape, dtype), out_shardings=sharding)
+
+
+@cache
+def _add_partials(sharding: NamedSharding):
+    """A jitted sum of the devices' partials (sums, active) over their first axis, laid out as
+    `sharding` (an all-reduce across hosts)."""
+    return jax.jit(lambda s, a: (s.sum(axis=0), a.sum(axis=0)), out_shardings=(sharding, sharding))
+
+
+def _latent_blocks(params: dict[str, np.ndarray], block: int) -> dict[str, np.ndarray]:
+    """An encoder's per-latent parameters in blocks of `block` latents.
+
+    W_enc [d_in, d_sae] -> [n_blocks, d_in, block]; each per-latent vector [d_sae] ->
+    [n_blocks, block]; b_dec is left out. Columns past d_sae are zero, and a zero column
+    gives a zero latent for relu, jumprelu and gated (pre-activation 0 is inactive) whatever
+    the input; topk is never blocked.
+    """
+    d_in, d_sae = params["W_enc"].shape
+    n_blocks = -(-d_sae // block)
+    pad = n_blocks * block - d_sae
+    out = {}
+    for name, value in params.items():
+        if name == "b_dec":
+            continue
+        value = np.asarray(value, np.float32)
+        if pad:  # np.pad copies even when there is nothing to pad
+            value = np.pad(value, ((0, 0),) * (value.ndim - 1) + ((0, pad),))
+        if name == "W_enc":
+            value = value.reshape(d_in, n_blocks, block).transpose(1, 0, 2)
+            out[name] = np.ascontiguousarray(value)
+        else:
+            out[name] = value.reshape(n_blocks, block)
+    return out
+
+
+def _sorted_tiles(segment_ids: np.ndarray, tile: int, n_segments: int):
+    """Distinct segments per tile, sorted: the tile's segment `slots`.
+
+    Args:
+        segment_ids: int [n_tiles * tile]; -1 marks a padding token.
+
+    Returns:
+        (sorted_ids [n_tiles, tile], order [n_tiles, tile], first bool [n_tiles, tile]): each
+        tile's ids sorted (padding last, as n_segments) by the stable permutation `order`;
+        `first` marks the first token of each distinct real segment in sorted order.
+    """
+    ids = np.where(segment_ids < 0, n_segments, segment_ids).reshape(-1, tile)
+    order = np.argsort(ids, axis=1, kind="stable")
+    sorted_ids = np.take_along_axis(ids, order, axis=1)
+    first = np.ones(sorted_ids.shape, bool)
+    first[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
+    first &= sorted_ids < n_segments
+    return sorted_ids, order, first
+
+
+def _most_distinct(segment_ids: np.ndarray, tile: int, n_segments: int) -> int:
+    """The most distinct segments in any tile of a token stream (int [n_tiles * tile], -1 =
+    padding), read a million tokens at a time so the sort's scratch stays bounded."""
+    piece = tile * max(1, 2**20 // tile)
+    return max((int(_sorted_tiles(segment_ids[start:start + piece], tile, n_segments)[2]
+                    .sum(axis=1).max(initial=0))
+                for start in range(0, segment_ids.size, piece)), default=0)
+
+
+def _n_slots(segment_ids: np.ndarray, tile: int, n_segments: int) -> int:
+    """Slots per tile for a token stream: the most distinct segments in any tile, rounded up to
+    a multiple of 8 (at most `tile`). segment_ids int [n_tiles * tile], -1 = padding."""
+    return _round_slots(_most_distinct(segment_ids, tile, n_segments), tile)
+
+
+def _round_slots(distinct: int, tile: int) -> int:
+    return min(tile, max(_SLOT_MULTIPLE, -(-distinct // _SLOT_MULTIPLE) * _SLOT_MULTIPLE))
+
+
+def _padded(values: np.ndarray, multiple: int, dtype=None) -> np.ndarray:
+    """values [n, ...] padded to a multiple of `multiple` rows: zeros for activations (float
+    dtype given), -1 (no segment) for segment ids."""
+    n = values.shape[0]
+    if dtype is None:
+        out = np.full(-(-n // multiple) * multiple, -1, np.int64)
+    else:
+        out = np.zeros((-(-n // multiple) * multiple, *values.shape[1:]), dtype)
+    out[:n] = values
+    return out
+
+
+def _tile_slots(segment_ids: np.ndarray, tile: int, n_slots: int, n_segments: int):
+    """Each tile's tokens mapped to slots, one slot per distinct segment of the tile.
+
+    Args:
+        segment_ids: int [n_tiles * tile] in [0, n_segments), or -1 for a padding token.
+        tile: tokens per tile.
+        n_slots: slots per tile, at least the most distinct segments in any tile.
+        n_segments: number of segments.
+
+    Returns:
+        (slot int32 [n_tiles * tile], rows int32 [n_tiles, n_slots]): token i of tile t is in
+        slot slot[i] of tile t, and rows[t, slot[i]] == segment_ids[i]. A padding token has
+        slot n_slots (no slot) and an unused slot has row n_segments (no segment). Slots follow
+        segment order within each tile.
+
+    Raises:
+        ValueError: a tile has more than n_slots distinct segments.
+    """
+    sorted_ids, order, first = _sorted_tiles(segment_ids, tile, n_segments)
+    if first.sum(axis=1).max(initial=0) > n_slots:
+        raise ValueError(f"a tile has more than n_slots={n_slots} distinct segments")
+    rank = np.cumsum(first, axis=1) - 1  # slot of each token, in sorted order
+    slot = np.empty_like(rank)
+    np.put_along_axis(slot, order, rank, axis=1)
+    slot = slot.reshape(-1)
+    slot[segment_ids < 0] = n_slots
+    rows = np.full((sorted_ids.shape[0], n_slots), n_segments, np.int32)
+    tiles, positions = np.nonzero(first)
+    rows[tiles, rank[tiles, positions]] = sorted_ids[tiles, positions]
+    return slot.astype(np.int32), rows
+
+
+@partial(jax.jit, static_argnames=("config", "n_slots", "mesh"), donate_argnums=(0, 1))
+def _accumulate(sums, active, blocks, b_dec, x, slot, rows, *, config, n_slots, mesh):
     """Add one chunk's latents into per-device partial sums.
 
-    sums [n_dev, n_segments + 1, d_sae] and active [n_dev, n_segments + 1] (nonzero latents per
-    segment) are per-device partials; x [chunk, d_in], segments [chunk] are sharded over the
-    devices along the chunk axis. Padding rows carry segment id n_segments (a spare row).
+    sums [n_dev, n_blocks, n_segments, block] and active [n_dev, n_segments] (nonzero latents
+    per segment) are per-device partials; blocks (from `_latent_blocks`) and b_dec [d_in] are
+    replicated; x [chunk, d_in], slot [chunk] and rows [chunk // tile, n_slots] (from
+    `_tile_slots`) are sharded over the devices along their first axis.
+
+    Each device walks its tiles; in a tile it walks the latent blocks, encoding [tile, block]
+    latents and summing them per slot with a one-hot matmul ([n_slots, tile] @ [tile, block]:
+    n_slots / d_in of the encoding's work), then scatter-adds the [n_slots, d_sae] slot sums
+    into its partial's rows. Per tile the work is independent of the number of segments.
     """
 
-    def local(sums_l, active_l, params_l, x_l, seg_l):
-        latents = encode(params_l, x_l, config)
-        # Padding rows go to the spare segment n_segments, so they need no masking here; the
-        # float count fuses with the encode on CPU (an integer count costs a second pass).
-        part = jax.ops.segment_sum(latents, seg_l, num_segments=n_segments + 1)
-        per_token = (latents != 0).astype(jnp.float32).sum(axis=1).astype(jnp.int32)
-        # Per-segment counts stay far below 2^31 (tokens of one story x d_sae).
-        active = jax.ops.segment_sum(per_token, seg_l, num_segments=n_segments + 1)
-        return sums_l + part[None], active_l + active[None]
+    def local(sums_l, active_l, blocks_l, b_dec_l, x_l, slot_l, rows_l):
+        n_tiles = rows_l.shape[0]
+        tile = x_l.shape[0] // n_tiles
+
+        def tile_step(carry, tile_in):
+            sums_c, active_c = carry
+            x_t, slot_t, rows_t = tile_in
+            x_t = _centre(b_dec_l, x_t, config)
+            onehot = jax.nn.one_hot(slot_t, n_slots, dtype=jnp.float32)  # padding: a zero row
+
+            def block_step(nonzero, block_params):
+                latents = _encode_centred(block_params, x_t, config)
+                # The float count fuses with the encoding on CPU; exact below 2^24 latents.
+                nonzero = nonzero + (latents != 0).sum(axis=1, dtype=jnp.float32)
+                # HIGHEST: a plain sum on every backend (no TF32 rounding of latents on GPUs).
+                return nonzero, jnp.matmul(onehot.T, latents, precision=jax.lax.Precision.HIGHEST)
+
+            # The count varies over the token axis as x does (shard_map's typing of the carry).
+            zero = jax.lax.pcast(jnp.zeros(tile, jnp.float32), ("tokens",), to="varying")
+            nonzero, part = jax.lax.scan(block_step, zero, blocks_l)
+            sums_c = sums_c.at[:, rows_t].add(part, mode="drop")  # unused slots are dropped
+            per_slot = jax.ops.segment_sum(nonzero.astype(jnp.int32), slot_t,
+                                           num_segments=n_slots)
+            # Per-segment counts stay far below 2^31 (tokens of one story x d_sae).
+            active_c = active_c.at[rows_t].add(per_slot, mode="drop")
+            return (sums_c, active_c), None
+
+        tiles_in = (x_l.reshape(n_tiles, tile, -1), slot_l.reshape(n_tiles, tile), rows_l)
+        (sums_l, active_l), _ = jax.lax.scan(tile_step, (sums_l[0], active_l[0]), tiles_in)
+        return sums_l[None], active_l[None]
 
     sharded = jax.shard_map(
         local,
         mesh=mesh,
-        in_specs=(P("tokens"), P("tokens"), P(), P("tokens"), P("tokens")),
+        in_specs=(P("tokens"), P("tokens"), P(), P(), P("tokens"), P("tokens"), P("tokens")),
         out_specs=(P("tokens"), P("tokens")),
     )
-    return sharded(sums, active, params, x, segments)
+    return sharded(sums, active, blocks, b_dec, x, slot, rows)
 
 
 def segment_sums(
@@ -236,17 +413,31 @@ def segment_sums(
     chunk_size: int = 2048,
     devices: Sequence[Any] | None = None,
     progress: bool = False,
+    tile_tokens: int | None = None,
+    tile_latents: int | None = None,
 ) -> SegmentSums:
     """Stream tokens through the encoder, summing latents per segment.
+
+    The host reads `chunk_size` tokens at a time; on the devices each chunk is cut into tiles
+    of `tile_tokens` tokens x `tile_latents` latents, so a tile's latents are summed while
+    they are still in cache, and a tile's segments are summed with a small one-hot matmul
+    over the tile's distinct segments. The last chunk is padded only to a whole number of
+    tiles. Memory: one chunk of activations, the parameters, and the [n_segments, d_sae] sums.
 
     Args:
         activations: [n_tokens, d_in] (numpy array or memmap; read one chunk at a time).
         segment_ids: int [n_tokens] in [0, n_segments).
         n_segments: number of segments.
         encoder: from `encoder_from_sae`.
-        chunk_size: tokens per step (rounded up to a multiple of the device count).
+        chunk_size: tokens per host step (rounded up to whole tiles on every device).
         devices: devices to shard the token axis over (default: all local devices).
         progress: show a progress bar (tokens/s and ETA).
+        tile_tokens: tokens per tile (default 512, at most a device's share of a chunk).
+        tile_latents: latents per tile (default 512 on CPU, all of them elsewhere; topk always
+            uses all, as its top-k runs over every latent).
+
+    Raises:
+        ValueError: d_in mismatch, bad segment ids or tile sizes, NaN or Inf activations.
     """
     n_tokens, d_in = activations.shape
     if d_in != encoder.d_in:
@@ -256,42 +447,60 @@ def segment_sums(
         raise ValueError(f"segment_ids must have shape ({n_tokens},), got {segment_ids.shape}")
     if n_tokens and (segment_ids.min() < 0 or segment_ids.max() >= n_segments):
         raise ValueError(f"segment_ids must be in [0, n_segments={n_segments})")
+    for name, value in (("chunk_size", chunk_size), ("tile_tokens", tile_tokens),
+                        ("tile_latents", tile_latents)):
+        if value is not None and int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     mesh = _mesh(devices)
     n_dev = mesh.devices.size
-    chunk = max(n_dev, -(-int(chunk_size) // n_dev) * n_dev)
+    on_cpu = mesh.devices.flat[0].platform == "cpu"
+    tile = min(int(tile_tokens or CPU_TILE_TOKENS), -(-int(chunk_size) // n_dev))
+    step = tile * n_dev  # tokens in one tile on every device
+    chunk = -(-int(chunk_size) // step) * step
+    block = encoder.d_sae
+    if encoder.config.architecture != "topk" and (tile_latents or on_cpu):
+        block = min(encoder.d_sae, int(tile_latents or CPU_TILE_LATENTS))
+
     token_sharding = NamedSharding(mesh, P("tokens"))
     replicated = NamedSharding(mesh, P())
-    params = {k: _global_array(np.asarray(v, np.float32), replicated)
-              for k, v in encoder.params.items()}
-    sums = jax.jit(lambda: jnp.zeros((n_dev, n_segments + 1, encoder.d_sae), jnp.float32),
-                   out_shardings=token_sharding)()
-    active = jax.jit(lambda: jnp.zeros((n_dev, n_segments + 1), jnp.int32),
-                     out_shardings=token_sharding)()
+    blocks = {k: _global_array(v, replicated)
+              for k, v in _latent_blocks(encoder.params, block).items()}
+    b_dec = _global_array(np.asarray(encoder.params["b_dec"], np.float32), replicated)
+    n_blocks = blocks["W_enc"].shape[0]
+    # Spans of whole tiles on every device, in chunks; then the tail (fewer tokens than one
+    # tile per device) in one smaller tile per device, rather than padding it to a whole tile.
+    n_whole = n_tokens // step * step
+    spans = [(start, min(start + chunk, n_whole), tile) for start in range(0, n_whole, chunk)]
+    if n_tokens > n_whole:
+        tail = -(-(n_tokens - n_whole) // n_dev)
+        spans.append((n_whole, n_tokens, min(tile, -(-tail // _TAIL_MULTIPLE) * _TAIL_MULTIPLE)))
+    n_slots = _round_slots(max(_most_distinct(_padded(segment_ids[a:b], t * n_dev), t, n_segments)
+                               for a, b, t in [(0, n_whole, tile)] + spans[-1:]), tile)
+    sums = _zeros((n_dev, n_blocks, n_segments, block), jnp.float32, token_sharding)()
+    active = _zeros((n_dev, n_segments), jnp.int32, token_sharding)()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n_tokens, unit="tok", unit_scale=True, desc="encode", disable=not progress)
-    for start in range(0, n_tokens, chunk):
-        stop = min(start + chunk, n_tokens)
-        x = np.zeros((chunk, d_in), np.float32)
-        x[: stop - start] = activations[start:stop]
+    for start, stop, span_tile in spans:
+        x = _padded(activations[start:stop], span_tile * n_dev, np.float32)
         if not np.isfinite(x).all():
             raise ValueError(f"activations contain NaN or Inf (tokens {start}..{stop - 1})")
-        seg = np.full(chunk, n_segments, np.int32)  # padding goes to a spare segment
-        seg[: stop - start] = segment_ids[start:stop]
+        ids = _padded(segment_ids[start:stop], span_tile * n_dev)
+        slot, rows = _tile_slots(ids, span_tile, n_slots, n_segments)
         sums, active = _accumulate(
-            sums, active, params, _global_array(x, token_sharding),
-            _global_array(seg, token_sharding),
-            config=encoder.config, n_segments=n_segments, mesh=mesh,
+            sums, active, blocks, b_dec, _global_array(x, token_sharding),
+            _global_array(slot, token_sharding), _global_array(rows, token_sharding),
+            config=encoder.config, n_slots=n_slots, mesh=mesh,
         )
         bar.update(stop - start)
     bar.close()
     # Add the devices' partials on the devices (an all-reduce across hosts), then fetch.
-    totals = jax.jit(lambda s, a: (s.sum(axis=0), a.sum(axis=0)),
-                     out_shardings=(replicated, replicated))(sums, active)
-    total = np.asarray(jax.device_get(totals[0]), dtype=np.float64)[:n_segments]
+    totals = _add_partials(replicated)(sums, active)
+    total = np.asarray(jax.device_get(totals[0]), np.float32)  # [n_blocks, n_segments, block]
+    total = total.transpose(1, 0, 2).reshape(n_segments, n_blocks * block)[:, : encoder.d_sae]
     counts = np.bincount(segment_ids, minlength=n_segments).astype(np.int64)
-    active_counts = np.asarray(jax.device_get(totals[1]), np.int64)[:n_segments]
-    return SegmentSums(total.astype(np.float32), counts, active_counts)
+    active_counts = np.asarray(jax.device_get(totals[1]), np.int64)
+    return SegmentSums(np.ascontiguousarray(total), counts, active_counts)
 
 
 def segments_for_pairs(lengths_a: Sequence[int], lengths_b: Sequence[int],

@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cebench.core import (
-    Encoder, EncoderConfig, encode, encoder_from_sae, score_activations, segment_sums,
-    segments_for_pairs,
+    Encoder, EncoderConfig, _latent_blocks, _most_distinct, _n_slots, _tile_slots, encode,
+    encoder_from_sae, score_activations, segment_sums, segments_for_pairs,
 )
 from cebench.scores import score_latents
 from synthetic_saes.sae_params import SAEParams
@@ -146,6 +146,134 @@ def test_segment_sums_literal():
     assert out.active == int((latents != 0).sum())
 
 
+def literal_tile_slots(ids, tile, n_slots, n_segments):
+    """Per tile: its distinct segments in order fill the first slots; padding (-1) has none."""
+    slots, rows = [], []
+    for start in range(0, len(ids), tile):
+        part = [int(i) for i in ids[start:start + tile]]
+        distinct = sorted({i for i in part if i >= 0})
+        rows.append(distinct + [n_segments] * (n_slots - len(distinct)))
+        slots += [distinct.index(i) if i >= 0 else n_slots for i in part]
+    return np.array(slots, np.int32), np.array(rows, np.int32).reshape(-1, n_slots)
+
+
+@given(seed=st.integers(0, 100_000), tile=st.integers(1, 12), n_tiles=st.integers(0, 5),
+       n_segments=st.integers(1, 40), sorted_ids=st.booleans())
+def test_tile_slots_equal_literal(seed, tile, n_tiles, n_segments, sorted_ids):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(-1, n_segments, n_tiles * tile)
+    if sorted_ids:  # stories in order, padding at the end, as segment_sums streams them
+        ids = np.concatenate([np.sort(ids[ids >= 0]), ids[ids < 0]])
+    distinct = max([len(set(ids[i:i + tile]) - {-1}) for i in range(0, ids.size, tile)],
+                   default=0)
+    n_slots = _n_slots(ids, tile, n_segments)
+    assert n_slots == min(tile, max(8, -(-distinct // 8) * 8))
+    slot, rows = _tile_slots(ids, tile, n_slots, n_segments)
+    expected_slot, expected_rows = literal_tile_slots(ids, tile, n_slots, n_segments)
+    np.testing.assert_array_equal(slot, expected_slot)
+    np.testing.assert_array_equal(rows, expected_rows)
+    if distinct > 1:
+        with pytest.raises(ValueError, match="more than n_slots=1 distinct segments"):
+            _tile_slots(ids, tile, 1, n_segments)
+
+
+def test_most_distinct_reads_every_piece_of_a_long_stream():
+    """Over 2^20 tokens the stream is read in pieces; the busiest tile is in the last one."""
+    tile = 3
+    ids = np.zeros(3 * tile * (2**20 // tile) + 5 * tile, np.int64)
+    ids[:tile] = [1, 2, 2]  # a tile with 2 distinct segments in the first piece
+    ids[-tile:] = [4, -1, 6]  # 2 distinct + padding in the last piece
+    ids[-2 * tile:-tile] = [7, 8, 9]  # 3 distinct, in the last piece
+    assert _most_distinct(ids, tile, 10) == 3
+    assert _most_distinct(ids[:-2 * tile], tile, 10) == 2
+    assert _most_distinct(np.zeros(0, np.int64), tile, 10) == 0
+
+
+@pytest.mark.parametrize("architecture", ["relu", "jumprelu", "gated"])
+@pytest.mark.parametrize("block", [1, 4, 7, D_SAE, 64])
+def test_latent_blocks_encode_as_the_whole_encoder(architecture, block):
+    """Blocks of latents encode as the whole SAE does, and padding columns are exactly zero
+    whatever the input."""
+    rng = np.random.default_rng(5)
+    params = {"W_enc": rng.standard_normal((D_IN, D_SAE)).astype(np.float32),
+              "b_dec": rng.standard_normal(D_IN).astype(np.float32)}
+    if architecture == "gated":
+        params.update({name: rng.standard_normal(D_SAE).astype(np.float32)
+                       for name in ("b_gate", "r_mag", "b_mag")})
+    else:
+        params["b_enc"] = rng.standard_normal(D_SAE).astype(np.float32)
+    if architecture == "jumprelu":
+        params["threshold"] = rng.uniform(0.05, 0.6, D_SAE).astype(np.float32)
+    config = EncoderConfig(architecture, True)
+    x = jnp.asarray(rng.standard_normal((17, D_IN)) * 100, jnp.float32)
+    whole = np.asarray(encode(params, x, config))
+    blocks = _latent_blocks(params, block)
+    n_blocks = -(-D_SAE // block)
+    assert blocks["W_enc"].shape == (n_blocks, D_IN, block) and "b_dec" not in blocks
+    parts = [np.asarray(encode({**{k: v[b] for k, v in blocks.items()},
+                                "b_dec": params["b_dec"]}, x, config)) for b in range(n_blocks)]
+    joined = np.concatenate(parts, axis=1)
+    np.testing.assert_allclose(joined[:, :D_SAE], whole, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(joined[:, D_SAE:], 0.0)
+
+
+def test_segment_sums_by_hand_across_chunks_tiles_and_latent_blocks():
+    """Identity encoder (latents = x for x >= 0): segment 0 spans two chunks and several
+    tiles, the last tile holds segments out of order, segment 3 is empty, the last chunk
+    is ragged and d_sae = 4 is not a multiple of the latent block."""
+    enc = Encoder(EncoderConfig("relu", False), {
+        "W_enc": np.eye(4, dtype=np.float32), "b_enc": np.zeros(4, np.float32),
+        "b_dec": np.zeros(4, np.float32)})
+    x = np.array([[i, 1, 0, 2 * i] for i in range(10)], np.float32)
+    seg = np.array([0, 0, 0, 0, 0, 0, 0, 2, 1, 2])
+    expected = np.array([[21, 7, 0, 42], [8, 1, 0, 16], [16, 2, 0, 32], [0, 0, 0, 0]])
+    for chunk, tile_tokens, tile_latents in [(4, 2, 3), (3, 3, 1), (10, 4, 4), (2048, 3, 2),
+                                             (7, 512, 512)]:
+        out = segment_sums(x, seg, 4, enc, chunk_size=chunk, tile_tokens=tile_tokens,
+                           tile_latents=tile_latents)
+        np.testing.assert_array_equal(out.sums, expected)
+        assert out.counts.tolist() == [7, 1, 2, 0]
+        # token 0 has one nonzero latent, every other token three
+        assert out.active_counts.tolist() == [19, 3, 6, 0]
+
+
+@settings(max_examples=20)
+@given(seed=st.integers(0, 100_000),
+       architecture=st.sampled_from(["relu", "jumprelu", "topk", "gated"]),
+       n_tokens=st.integers(0, 70), n_segments=st.integers(1, 12),
+       layout=st.sampled_from(["stories", "random"]), chunk=st.sampled_from([1, 5, 16, 64]),
+       tile_tokens=st.sampled_from([1, 3, 8, 512]), tile_latents=st.sampled_from([1, 7, 64]))
+def test_tiled_segment_sums_equal_literal(seed, architecture, n_tokens, n_segments, layout,
+                                          chunk, tile_tokens, tile_latents):
+    """Any chunk and tile sizes, stories in order or ids at random, every architecture."""
+    rng = np.random.default_rng(seed)
+    params = {"W_enc": rng.standard_normal((D_IN, D_SAE)).astype(np.float32) * 0.5,
+              "b_dec": rng.standard_normal(D_IN).astype(np.float32) * 0.1,
+              "b_enc": rng.standard_normal(D_SAE).astype(np.float32) * 0.1,
+              "threshold": rng.uniform(0.05, 0.6, D_SAE).astype(np.float32)}
+    if architecture == "gated":
+        params = {"W_enc": params["W_enc"], "b_dec": params["b_dec"],
+                  **{name: rng.standard_normal(D_SAE).astype(np.float32) * 0.3
+                     for name in ("b_gate", "r_mag", "b_mag")}}
+    elif architecture != "jumprelu":
+        del params["threshold"]
+    enc = Encoder(EncoderConfig(architecture, bool(rng.integers(2)),
+                                4 if architecture == "topk" else None), params)
+    x = rng.standard_normal((n_tokens, D_IN)).astype(np.float32)
+    seg = rng.integers(0, n_segments, n_tokens)
+    if layout == "stories":
+        seg = np.sort(seg)
+    out = segment_sums(x, seg, n_segments, enc, chunk_size=chunk, tile_tokens=tile_tokens,
+                       tile_latents=tile_latents)
+    latents = np.asarray(encode({k: jnp.asarray(v) for k, v in params.items()},
+                                jnp.asarray(x), enc.config))
+    assert out.sums.shape == (n_segments, D_SAE) and out.sums.dtype == np.float32
+    for s in range(n_segments):
+        np.testing.assert_allclose(out.sums[s], latents[seg == s].sum(0), rtol=1e-5, atol=1e-5)
+        assert out.active_counts[s] == int((latents[seg == s] != 0).sum())
+    assert out.counts.tolist() == np.bincount(seg, minlength=n_segments).tolist()
+
+
 def test_segments_of_pairs():
     seg, n = segments_for_pairs([3, 1], [2, 2])
     assert n == 4 and seg.tolist() == [0, 0, 0, 1, 1, 2, 3, 3]
@@ -173,6 +301,10 @@ def test_bad_input_is_refused():
         segment_sums(np.full((3, D_IN), np.inf, np.float32), np.zeros(3, int), 1, enc)
     with pytest.raises(ValueError, match="topk encoder needs k"):
         EncoderConfig("topk", True, None)
+    for name in ("chunk_size", "tile_tokens", "tile_latents"):
+        with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
+            segment_sums(np.zeros((3, D_IN), np.float32), np.zeros(3, int), 1, enc,
+                         **{name: 0})
 
 
 def test_sharded_over_four_devices_equals_one_device(tmp_path):
@@ -194,6 +326,17 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         one = score_activations(p, pairs, chunk_size=10, devices=jax.local_devices()[:1])
         for k, v in one.metrics().items():
             assert abs(four.metrics()[k] - v) <= 1e-5 * max(1, abs(v)), (k, v, four.metrics()[k])
+        # 800 tokens in whole tiles of 200 per device, then a tail of 500 tokens in tiles of
+        # 128 per device that straddle the 200-token tiles; segment ids at random.
+        from cebench.core import encoder_from_sae, encode, segment_sums
+        x = rng.standard_normal((1300, {D_IN})).astype(np.float32)
+        seg = rng.integers(0, 50, 1300)
+        enc = encoder_from_sae(p)
+        tiled = segment_sums(x, seg, 50, enc, chunk_size=800, tile_tokens=200)
+        latents = np.asarray(encode(enc.params, x, enc.config))
+        expected = np.stack([latents[seg == s].sum(0) for s in range(50)])
+        np.testing.assert_allclose(tiled.sums, expected, rtol=1e-5, atol=1e-4)
+        assert tiled.active == int((latents != 0).sum())
         print("ok", len(jax.local_devices()))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
