@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from groundtruth.metrics.ablation import (
-    LinearProbe, ablate_latents, balanced_probe_set, latent_effects, probe_accuracy,
+    ablate_latents, balanced_probe_set, latent_effects, probe_accuracy,
     select_top_n, train_probe,
 )
 from groundtruth.metrics.quality import as_params

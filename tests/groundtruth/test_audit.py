@@ -7,7 +7,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 
 from groundtruth.audit import plan_evaluations, run_audit
@@ -142,7 +141,7 @@ def test_reseed_and_decomposition_plans(audited):
 def test_kill_minus_nine_then_resume_gives_the_same_report(audited, tmp_path):
     _, uninterrupted = audited
     out = tmp_path / "killed"
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import json, sys
         from groundtruth.audit import run_audit
         from groundtruth.study import study_from_dict

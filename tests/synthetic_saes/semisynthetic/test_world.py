@@ -7,7 +7,6 @@ from cebench.activations import compute_activations
 from cebench.cli import main as cebench_main
 from cebench.datasets import load_contrastive_dataset, tokenize_dataset, write_contrastive_dataset
 from cebench.scores import score_latents
-from cebench.sweep import result_path
 from groundtruth.metrics.quality import evaluate_quality
 from synthetic_saes.corpora import CorpusConfig
 from synthetic_saes.semisynthetic.world import (
