@@ -5,7 +5,8 @@ metrics/      name -> metric(sae, data, seed) -> float: the registry, the shippe
               AuditData (the seeded inputs), ground-truth matching and quality, probing
 audit core    study (TOML configs), study_world, population (the SAEs), design (clusters,
               strata, reseed set, trajectories), store (values as they are computed), stats,
-              lenses, report (verdicts, cards), convergence (of trained SAEs), power (seeds needed),
+              lenses, report (verdicts, cards), convergence (of trained SAEs), published_audit
+              (SAEBench's published audit, claim by claim), power (seeds needed),
               model_outputs, audit
               (runs an audit study)
 studies/      one file per study kind; STUDIES maps kind -> runner
