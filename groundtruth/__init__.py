@@ -7,8 +7,7 @@ audit core    study (TOML configs), study_world, population (the SAEs), design (
               strata, reseed set, trajectories), store (values as they are computed), stats,
               lenses, report (verdicts, cards), convergence (of trained SAEs), published_audit
               (SAEBench's published audit, claim by claim), power (seeds needed),
-              model_outputs, audit
-              (runs an audit study)
+              model_outputs, audit (runs an audit study)
 studies/      one file per study kind; STUDIES maps kind -> runner
 cli           the `groundtruth` command (argparse only)
 """
