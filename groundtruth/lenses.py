@@ -367,7 +367,9 @@ def variant_lens(finals: dict[str, tuple[str, np.ndarray, np.ndarray]],
     """Can the metric tell apart two variants of one kind of SAE (same architecture and width,
     other sparsity) as ground truth does? finals: run -> (group, metric [training seeds],
     ground truth [training seeds]) at the final checkpoint, both oriented higher-is-better;
-    mdd: group -> the metric's paired MDD there (None: the metric has no reseed noise).
+    mdd: group -> the metric's paired MDD there (0 for a noiseless metric). A group whose MDD
+    is None or missing (fewer than two reseeded SAEs at its width) is left out and named in
+    `unmeasured`: no pair is judged without its noise.
 
     A pair of runs of one group whose seed-mean ground truths differ is *separated* when the
     seed-mean metric difference has ground truth's sign and exceeds the MDD. The answer is the
@@ -375,7 +377,8 @@ def variant_lens(finals: dict[str, tuple[str, np.ndarray, np.ndarray]],
     drawn twice counts twice; a run paired with its own copy is no pair), since pairs that
     share a run are not independent.
     """
-    names = list(finals)
+    unmeasured = sorted({str(g) for g, _, _ in finals.values() if mdd.get(str(g)) is None})
+    names = [r for r in finals if str(finals[r][0]) not in unmeasured]
     groups = [str(finals[r][0]) for r in names]
     m = np.array([float(np.mean(finals[r][1])) for r in names])
     g = np.array([float(np.mean(finals[r][2])) for r in names])
@@ -383,13 +386,14 @@ def variant_lens(finals: dict[str, tuple[str, np.ndarray, np.ndarray]],
     np.fill_diagonal(same, False)
     dg = np.subtract.outer(g, g)
     dm = np.subtract.outer(m, m)
-    bar = np.array([[mdd.get(a) or 0.0 for a in groups]] * len(names)).T  # row i: i's MDD
+    bar = np.array([[mdd[a] for a in groups]] * len(names)).T  # row i: i's MDD
     valid = same & (dg != 0)
     separated = valid & (np.sign(dm) == np.sign(dg)) & (np.abs(dm) > bar)
     n_pairs = int(valid.sum() // 2)
     if n_pairs == 0:
-        return {"separated": None, "separated_ci95": None, "n_pairs": 0,
-                "note": "no two runs of one architecture and width with different ground truth"}
+        return {"separated": None, "separated_ci95": None, "n_pairs": 0, "unmeasured": unmeasured,
+                "note": "no two runs of one architecture and width with different ground truth"
+                        + (" and a paired MDD" if unmeasured else "")}
     fraction = float(separated.sum() / valid.sum())
     ci = None
     if len(names) >= 2:
@@ -400,7 +404,7 @@ def variant_lens(finals: dict[str, tuple[str, np.ndarray, np.ndarray]],
         with np.errstate(invalid="ignore", divide="ignore"):
             ci = stats.percentile_interval(np.where(den > 0, num / den, np.nan), level)
     return {"separated": fraction, "separated_ci95": ci, "n_pairs": n_pairs,
-            "groups": sorted(set(groups))}
+            "groups": sorted(set(groups)), "unmeasured": unmeasured}
 
 
 def _constant(values: np.ndarray) -> bool:

@@ -196,7 +196,7 @@ def _literal_separated(finals, mdd):
             if ga != gb or ta == tb:
                 continue
             valid += 1
-            sep += (np.sign(ma - mb) == np.sign(ta - tb)) and abs(ma - mb) > (mdd[ga] or 0)
+            sep += (np.sign(ma - mb) == np.sign(ta - tb)) and abs(ma - mb) > mdd[ga]
     return sep / valid
 
 
@@ -204,10 +204,15 @@ def test_variant_separation_counts_pairs_of_one_architecture_and_width():
     rng = np.random.default_rng(0)
     finals = {f"r{i}": ("topk w8" if i < 4 else "relu w8", rng.normal(size=3),
                         rng.normal(size=3)) for i in range(7)}
-    mdd = {"topk w8": 0.3, "relu w8": None}
+    mdd = {"topk w8": 0.3, "relu w8": 0.0}
     out = variant_lens(finals, mdd, n_boot=300, seed=1)
     assert out["separated"] == pytest.approx(_literal_separated(finals, mdd))
-    assert out["n_pairs"] == 6 + 3
+    assert out["n_pairs"] == 6 + 3 and out["unmeasured"] == []
+    # a group without a paired MDD is left out, not judged as noiseless
+    partial = variant_lens(finals, {"topk w8": 0.3, "relu w8": None}, n_boot=300, seed=1)
+    topk = {r: v for r, v in finals.items() if v[0] == "topk w8"}
+    assert partial["n_pairs"] == 6 and partial["unmeasured"] == ["relu w8"]
+    assert partial["separated"] == pytest.approx(_literal_separated(topk, mdd))
     lo, hi = out["separated_ci95"]
     assert 0 <= lo <= hi <= 1
     # a metric equal to ground truth separates every pair when its MDD is 0
