@@ -38,9 +38,8 @@ from groundtruth.report import sanity_checks, verdict, write_report, yardstick_v
 from groundtruth.store import ResultStore, write_json
 from groundtruth.study import REPOSITORY, StudyConfig, repository_path
 from groundtruth.study_world import build_study_world
-from synthetic_saes.families import CONTROLS
+from synthetic_saes.families import CONTROLS, untrained_sae
 from synthetic_saes.rng import derive_seed
-from synthetic_saes.sae_params import SAEParams
 from synthetic_saes.semisynthetic.world import LanguageWorld
 
 __all__ = ["run_audit", "plan_evaluations", "decomposition_runs", "metric_entry",
@@ -168,11 +167,7 @@ def _check_metrics_apply(world, data: AuditData, metrics: list[str]) -> None:
     Raises:
         ValueError: "metric <name> cannot be measured on this world: <reason>".
     """
-    rng = np.random.default_rng(derive_seed(0, "metric-check"))
-    decoder = rng.standard_normal((world.num_features, world.d_in)).astype(np.float32)
-    decoder /= np.linalg.norm(decoder, axis=1, keepdims=True)
-    probe = SAEParams(W_enc=decoder.T, b_enc=np.zeros(world.num_features, np.float32),
-                      W_dec=decoder, b_dec=np.zeros(world.d_in, np.float32))
+    probe = untrained_sae(world, np.random.default_rng(derive_seed(0, "metric-check")))
     for name in metrics:
         try:
             evaluate_metric(name, probe, data, 0)

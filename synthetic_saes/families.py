@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from synthetic_saes.base_world import BaseWorld
 from synthetic_saes.oracle import OracleBase, OracleConfig, fit_missing_oracles, fit_oracles
 from synthetic_saes.sae_params import SAEParams
 from synthetic_saes.threads import single_threaded_torch
@@ -67,6 +68,7 @@ __all__ = [
     "CONTROLS",
     "control",
     "default_best_k",
+    "untrained_sae",
     "make_family",
     "make_controls",
     "decoder_noise",
@@ -306,19 +308,22 @@ def permuted_decoder(base: OracleBase) -> ConstructedSAE:
     return _member(base, "permuted_decoder", {}, params)
 
 
-def random_init(base: OracleBase) -> ConstructedSAE:
-    """Random unit decoder rows, tied encoder, relu, zero biases: an untrained SAE."""
-    world = base.world
-    decoder = _unit_rows(base.rng("random_init").standard_normal(
-        (world.num_features, world.d_in)))
-    params = SAEParams(
+def untrained_sae(world: BaseWorld, rng: np.random.Generator) -> SAEParams:
+    """Random unit decoder rows (one per true feature), tied encoder, relu, zero biases: an
+    SAE that learned nothing, needing no oracle."""
+    decoder = _unit_rows(rng.standard_normal((world.num_features, world.d_in)))
+    return SAEParams(
         W_enc=decoder.T,
         b_enc=np.zeros(world.num_features, dtype=np.float32),
         W_dec=decoder,
         b_dec=np.zeros(world.d_in, dtype=np.float32),
         architecture="relu",
     )
-    return _member(base, "random_init", {}, params)
+
+
+def random_init(base: OracleBase) -> ConstructedSAE:
+    """Random unit decoder rows, tied encoder, relu, zero biases: an untrained SAE."""
+    return _member(base, "random_init", {}, untrained_sae(base.world, base.rng("random_init")))
 
 
 def random_l0_matched(base: OracleBase) -> ConstructedSAE:
