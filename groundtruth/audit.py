@@ -179,6 +179,7 @@ def _expected_correlation_size(study: StudyConfig) -> int:
     from types import SimpleNamespace
 
     from synthetic_saes.families import FAMILIES
+    from synthetic_saes.semisynthetic.tracr_world import TracrWorldConfig
     from synthetic_saes.semisynthetic.world import LanguageWorldConfig, feature_names_of
     from synthetic_saes.worlds import build_world as _build
 
@@ -189,7 +190,8 @@ def _expected_correlation_size(study: StudyConfig) -> int:
         world = SimpleNamespace(
             num_features=len(feature_names_of(Language(study.world.language))))
     elif study.families.names:
-        world = _build(study.world)
+        world = build_study_world(study.world, ".") if isinstance(
+            study.world, TracrWorldConfig) else _build(study.world)
     constructed = sum(len(FAMILIES[n].default_values(world)) for n in study.families.names)
     controls = len(CONTROLS) if study.families.controls else 0
     if controls:  # each family's first member is the oracle, listed once as a control

@@ -15,6 +15,7 @@ from typing import Any
 
 from groundtruth.metrics.data import DataConfig
 from synthetic_saes.families import FAMILIES
+from synthetic_saes.semisynthetic.tracr_world import TracrWorldConfig
 from synthetic_saes.semisynthetic.world import LanguageWorldConfig
 from synthetic_saes.training.config import SPARSITY_KNOBS, TRAINING_ARCHITECTURES
 from synthetic_saes.validation import (
@@ -28,8 +29,11 @@ __all__ = [
     "REPOSITORY", "repository_path", "import_metric_modules",
 ]
 
-WORLD_KINDS = ("synthetic", "language")
-"""`[world] kind`: a synthetic preset (default) or the language model's activations."""
+WORLD_KINDS = ("synthetic", "language", "tracr")
+"""`[world] kind`: a synthetic preset (default), the language model's activations, or a
+Tracr-compiled model's residual stream (`TracrWorldConfig`'s keys)."""
+
+StudyWorldConfig = WorldConfig | LanguageWorldConfig | TracrWorldConfig
 
 STUDY_KINDS = ("audit", "contrastive_siblings", "regression_holdout", "width_confound",
                "cebench_published", "calibration")
@@ -195,7 +199,7 @@ class StudyConfig:
     kind: str = "audit"
     seed: int = 0
     description: str = ""
-    world: WorldConfig | LanguageWorldConfig = field(default_factory=lambda: preset("cpu"))
+    world: StudyWorldConfig = field(default_factory=lambda: preset("cpu"))
     data: DataConfig = field(default_factory=DataConfig)
     metrics: tuple[str, ...] = ()
     families: FamiliesConfig = field(default_factory=FamiliesConfig)
@@ -228,7 +232,7 @@ def _section(cls, data: dict[str, Any] | None, where: str, **extra):
     return cls(**data, **extra)
 
 
-def _world(section: dict[str, Any] | None) -> WorldConfig | LanguageWorldConfig:
+def _world(section: dict[str, Any] | None) -> StudyWorldConfig:
     section = dict(section or {})
     kind = section.pop("kind", "synthetic")
     if kind not in WORLD_KINDS:
@@ -236,6 +240,11 @@ def _world(section: dict[str, Any] | None) -> WorldConfig | LanguageWorldConfig:
     if kind == "language":  # LanguageWorldConfig.from_dict turns TOML lists into tuples
         try:
             return LanguageWorldConfig.from_dict(section)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"[world] {error}") from None
+    if kind == "tracr":
+        try:
+            return TracrWorldConfig.from_dict(section)
         except (TypeError, ValueError) as error:
             raise ValueError(f"[world] {error}") from None
     name = section.pop("preset", "cpu")
@@ -308,9 +317,9 @@ def study_from_dict(raw: dict[str, Any]) -> StudyConfig:
         raise ValueError(f"[data] {error}") from None
     world = _world(raw.get("world"))
     kind = study.get("kind", "audit")
-    if isinstance(world, LanguageWorldConfig) and kind != "audit":
-        raise ValueError(f"[world] kind = 'language' runs audit studies; a {kind!r} study "
-                         "needs a synthetic world")
+    if not isinstance(world, WorldConfig) and kind != "audit":
+        raise ValueError(f"[world] a language or tracr world runs audit studies; a {kind!r} "
+                         "study needs a synthetic world")
     return StudyConfig(
         name=study["name"],
         kind=kind,

@@ -306,6 +306,23 @@ class TracrWorld(BaseWorld):
             weights.append(np.full(len(chunk), 1.0 / _SUPPORT_SEQUENCES))
         return np.concatenate(acts), np.concatenate(weights)
 
+    # ---- CE-Bench input ------------------------------------------------------------------
+
+    def features_of_tokens(self, token_ids: np.ndarray) -> np.ndarray:
+        """True features of inputs of one length, float32 [n_sequences * length, n_features]
+        for token_ids int [n_sequences, length] (BOS excluded)."""
+        return self.features_of(self.activations(token_ids))
+
+    def contrastive_corpus(self, config):
+        """CE-Bench's input on this world: inputs that differ only in the tokens at marked
+        positions (`synthetic_saes.semisynthetic.program_corpus`)."""
+        from synthetic_saes.semisynthetic.program_corpus import program_contrastive_corpus
+
+        return program_contrastive_corpus(
+            config, vocab=self.model.vocab, token_ids=self._vocab_ids,
+            max_seq_len=self.config.max_length, feature_names=self.feature_names,
+            activations=self.activations, features=self.features_of_tokens, d_in=self.d_in)
+
     def __repr__(self) -> str:
         return (f"TracrWorld(program={self.config.program!r}, hook={self.config.hook_name!r}, "
                 f"n_features={self.num_features}, d_in={self.d_in})")
