@@ -415,9 +415,11 @@ def plot_patching_map(result: PatchingResult, path: str | Path, *,
         ax.set_title(f"positions: {name}")
         for (r, c), value in np.ndenumerate(grid[k]):
             if np.isfinite(value):
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8)
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(value) > 0.6 * limit else "black")
     fig.colorbar(image, ax=axes[0, :].tolist(), label="fraction of behaviour transferred")
-    fig.suptitle(title or f"activation patching ({result.direction}, {len(result.kept)} pairs)")
+    fig.suptitle(title or f"activation patching ({result.direction}, {len(result.kept)} pairs)",
+                 y=1.04)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
