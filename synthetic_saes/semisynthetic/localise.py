@@ -25,18 +25,18 @@ of layer l is resid_pre of layer l+1, so both appear in the map with equal value
 Pairs are run in groups of equal length, so no padding ever enters a run (Tracr models
 attend in both directions).
 
-How this follows SAGE (Venhoff et al. 2024, step (a): find automatically the activations
-where the task's features are computed, then fit supervised dictionaries there): SAGE
-locates task-specific "cross-sections" of the model by patching counterfactual prompts over
-residual, attention and MLP activations and positions and keeps the points with a large
-effect. What is implemented here is plain activation patching with exact forward passes at
-every (layer x component x position class), both directions available, the transferred
-fraction per pair with bootstrap intervals, and a threshold rule on the interval's lower end
-(`select_points`). Deviations, stated plainly: the paper's method section was not readable
-from the stored copy here (only its abstract and introduction), so its section/equation
-numbers, its patching direction (denoising is the default here), any attribution-patching
-(gradient) approximation it uses for speed, and its exact selection threshold are not
-reproduced; every point is patched exactly, which a 2-layer model affords.
+How this follows SAGE (Venhoff et al. 2024). SAGE's step (a), in its abstract's words,
+"automatically identif[ies] task-specific activations" (over residual, attention and MLP
+activations) and then "compute[s] ground truth features at these points" (supervised
+dictionaries, its step (b); here `worlds_at`). What is implemented is exact activation
+patching at every (layer x component x position class), both directions available, the
+transferred fraction per pair with bootstrap intervals over pairs, a ranking, and a
+threshold rule on the interval's lower end (`select_points`). Deviations, stated plainly:
+the paper's method section was not readable from the stored copy available here (only its
+abstract and the start of its introduction), so its section and equation numbers, its
+patching direction (denoising is the default here), any gradient (attribution-patching)
+approximation it uses for speed, and its exact selection rule are not reproduced; every
+point is patched exactly, which a 2-layer model affords.
 
 The language task (`localise_pole_recall`): at every later mention of the story's entity the
 model must recall the story's pole to predict the pole phrase that follows

@@ -180,7 +180,7 @@ def test_the_bootstrap_equals_a_literal_loop_and_is_seeded():
     assert not np.array_equal(low, other[1])
 
 
-def test_one_pair_gives_a_point_interval_and_single_positions_work():
+def test_one_pair_gives_a_point_interval():
     rng = np.random.default_rng(0)
     fractions = rng.normal(size=(1, 1, 1))
     mean, low, high = _bootstrap(fractions, 20, 0.95, seed=0)
