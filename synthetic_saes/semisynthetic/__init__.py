@@ -5,7 +5,9 @@ A small transformer trained here on a templated language whose token attributes 
 world they make for trainers, metrics and the audit (`world`), what SAEs do through the
 model (`interventions`, `steering`), steering rows in lm-evaluation-harness's CSV format
 (`steering_rows`); and Tracr-compiled models whose residual basis is exact ground truth
-(`tracr_models`, shipped as fixtures; `tracr_world`).
+(`tracr_models`, shipped as fixtures; `tracr_world`); where a task is computed, by activation
+patching (`localise`), and sublayer activations reconstructed from residual-stream SAEs
+(`sublayer`), after SAGE.
 """
 
 from synthetic_saes.semisynthetic.dictionary import DictionaryQuality as DictionaryQuality
@@ -18,6 +20,14 @@ from synthetic_saes.semisynthetic.language import ATTRIBUTES as ATTRIBUTES
 from synthetic_saes.semisynthetic.language import Language as Language
 from synthetic_saes.semisynthetic.language import LanguageConfig as LanguageConfig
 from synthetic_saes.semisynthetic.language import Story as Story
+from synthetic_saes.semisynthetic.localise import PatchingResult as PatchingResult
+from synthetic_saes.semisynthetic.localise import PatchPoint as PatchPoint
+from synthetic_saes.semisynthetic.localise import activation_patching as activation_patching
+from synthetic_saes.semisynthetic.localise import localise_pole_recall as localise_pole_recall
+from synthetic_saes.semisynthetic.localise import patchable_hooks as patchable_hooks
+from synthetic_saes.semisynthetic.localise import plot_patching_map as plot_patching_map
+from synthetic_saes.semisynthetic.localise import select_points as select_points
+from synthetic_saes.semisynthetic.localise import worlds_at as worlds_at
 from synthetic_saes.semisynthetic.model import ModelConfig as ModelConfig
 from synthetic_saes.semisynthetic.model import RecallMargins as RecallMargins
 from synthetic_saes.semisynthetic.model import evaluate_language_model as evaluate_language_model
@@ -29,6 +39,13 @@ from synthetic_saes.semisynthetic.steering_rows import apply_steering as apply_s
 from synthetic_saes.semisynthetic.steering_rows import read_steering_csv as read_steering_csv
 from synthetic_saes.semisynthetic.steering_rows import steered as steered
 from synthetic_saes.semisynthetic.steering_rows import write_steering_csv as write_steering_csv
+from synthetic_saes.semisynthetic.sublayer import SublayerActivations as SublayerActivations
+from synthetic_saes.semisynthetic.sublayer import SublayerSAE as SublayerSAE
+from synthetic_saes.semisynthetic.sublayer import (
+    language_sublayer_activations as language_sublayer_activations,
+)
+from synthetic_saes.semisynthetic.sublayer import residual_hooks_around as residual_hooks_around
+from synthetic_saes.semisynthetic.sublayer import sublayer_activations as sublayer_activations
 from synthetic_saes.semisynthetic.tracr_models import PROGRAMS as TRACR_PROGRAMS
 from synthetic_saes.semisynthetic.tracr_models import TracrModel as TracrModel
 from synthetic_saes.semisynthetic.tracr_models import compile_program as compile_program
@@ -48,4 +65,8 @@ __all__ = [
     "SteeringRow", "read_steering_csv", "write_steering_csv", "apply_steering", "steered",
     "TRACR_PROGRAMS", "TracrModel", "compile_program", "load_tracr_model", "TracrWorld",
     "TracrWorldConfig",
+    "PatchingResult", "PatchPoint", "activation_patching", "patchable_hooks", "select_points",
+    "plot_patching_map", "localise_pole_recall", "worlds_at",
+    "SublayerSAE", "SublayerActivations", "residual_hooks_around", "sublayer_activations",
+    "language_sublayer_activations",
 ]

@@ -166,8 +166,11 @@ class LanguageWorld(BaseWorld):
     def __init__(self, model, language: Language, config: LanguageWorldConfig, *,
                  model_report: dict | None = None, progress: bool = False):
         if config.hook_name not in model.hook_dict:
-            valid = [h for h in model.hook_dict if "resid" in h]
-            raise ValueError(f"the model has no hook {config.hook_name!r}; residual hooks: "
+            valid = [h for h in model.hook_dict
+                     if h.rsplit(".", 1)[-1] in ("hook_resid_pre", "hook_attn_out",
+                                                 "hook_resid_mid", "hook_mlp_out",
+                                                 "hook_resid_post")]
+            raise ValueError(f"the model has no hook {config.hook_name!r}; per-layer hooks: "
                              f"{valid}")
         self.model = model.eval()
         self.language = language
