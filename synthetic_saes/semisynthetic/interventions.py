@@ -19,6 +19,12 @@ the model from there (Makelov, Lange & Nanda 2024, adapted to this language):
                     fraction of recall positions where the edited model now prefers the target
                     pole (margin < 0 for the source's pole).
 
+A sublayer's reconstruction from residual-stream SAEs (`sublayer.SublayerSAE`) is judged by
+the same sufficiency and necessity at the sublayer hook (`sublayer_interventions`): its
+x_hat = SAE_after(r_after) - SAE_before(r_before) is computed from the clean residual stream
+around the sublayer on the same tokens. It has no control@k: its code is two SAEs' codes whose
+edits would have to move both residual reconstructions consistently.
+
 The supervised dictionary is the reference (`dictionary_interventions`): its reconstruction
 bias + sum of the token's attribute vectors, and its edit, which swaps the vectors of the
 attribute values that differ between source and target at each token (on pole phrase words:
@@ -44,7 +50,7 @@ from synthetic_saes.semisynthetic.world import LanguageWorld, story_indicators
 from synthetic_saes.threads import single_threaded_torch
 
 __all__ = ["InterventionScores", "sae_interventions", "dictionary_interventions",
-           "run_with_replaced", "pole_tokens", "DEFAULT_KS"]
+           "sublayer_interventions", "run_with_replaced", "pole_tokens", "DEFAULT_KS"]
 
 DEFAULT_KS: tuple[int, ...] = (1, 2, 4, 8)
 
@@ -216,3 +222,25 @@ def dictionary_interventions(world: LanguageWorld, *, n_stories: int = 64, n_pai
 
     return _scores(world, stories, sources, targets, reconstruct,
                    {0: lambda x, _target: x + swap})
+
+
+def sublayer_interventions(world: LanguageWorld, sublayer_sae, *, n_stories: int = 64,
+                           n_pairs: int = 64, seed: int = 0) -> InterventionScores:
+    """Sufficiency and necessity of a `SublayerSAE`'s reconstruction at the world's hook,
+    which must be the sublayer (attn_out / mlp_out) the SAE reconstructs; control_success is
+    empty (module docstring). Same stories as `sae_interventions` for the same seed.
+
+    Raises:
+        ValueError: the world's hook is not a sublayer hook, or d_in differs.
+    """
+    from synthetic_saes.semisynthetic.sublayer import language_sublayer_activations
+
+    world.check_d_in(sublayer_sae.d_in)
+    stories, sources, targets = _evaluation(world, n_stories, n_pairs, seed)
+
+    def reconstruct(x: np.ndarray, which: list) -> np.ndarray:
+        acts = language_sublayer_activations(world, which, world.config.hook_name)
+        where = pole_tokens(which)
+        return sublayer_sae.reconstruct(acts.resid_before[where], acts.resid_after[where])
+
+    return _scores(world, stories, sources, targets, reconstruct, {})

@@ -71,3 +71,37 @@ def test_bad_inputs_are_clear_errors(tiny_language_world):
     with pytest.raises(ValueError, match="finite"):
         run_with_replaced(world, world.language.stories(2, seed=0),
                           lambda x: np.full_like(x, np.nan))
+
+
+def _exact(d: int) -> SAEParams:
+    eye = np.eye(d, dtype=np.float32)
+    return SAEParams(W_enc=np.concatenate([eye, -eye], axis=1), b_enc=np.zeros(2 * d),
+                     W_dec=np.concatenate([eye, -eye]), b_dec=np.zeros(d))
+
+
+def test_a_sublayer_rebuilt_from_exact_residual_saes_acts_as_an_exact_sae_at_the_sublayer(
+        tiny_language_world):
+    from dataclasses import replace
+
+    from synthetic_saes.semisynthetic.interventions import sublayer_interventions
+    from synthetic_saes.semisynthetic.sublayer import SublayerSAE
+    from synthetic_saes.semisynthetic.world import LanguageWorld
+
+    base = tiny_language_world
+    world = LanguageWorld(base.model, base.language,
+                          replace(base.config, hook="blocks.0.hook_attn_out"),
+                          model_report=base.model_report)
+    exact = _exact(world.d_in)
+    rebuilt = sublayer_interventions(world, SublayerSAE(before=exact, after=exact),
+                                     n_stories=16, n_pairs=8)
+    direct = sae_interventions(world, exact, n_stories=16, n_pairs=8, ks=(1,))
+    assert rebuilt.sufficiency == pytest.approx(1.0, abs=1e-4)
+    assert rebuilt.sufficiency == pytest.approx(direct.sufficiency, abs=1e-4)
+    assert rebuilt.necessity == pytest.approx(direct.necessity, abs=1e-4)
+    assert rebuilt.control_success == {}
+    # a reconstruction that drops the sublayer entirely is not sufficient
+    zero = SAEParams(W_enc=np.zeros((world.d_in, 1)), b_enc=-np.ones(1),
+                     W_dec=np.zeros((1, world.d_in)), b_dec=np.zeros(world.d_in))
+    dropped = sublayer_interventions(world, SublayerSAE(before=zero, after=zero),
+                                     n_stories=16, n_pairs=8)
+    assert dropped.sufficiency < rebuilt.sufficiency
