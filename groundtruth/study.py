@@ -36,7 +36,7 @@ Tracr-compiled model's residual stream (`TracrWorldConfig`'s keys)."""
 StudyWorldConfig = WorldConfig | LanguageWorldConfig | TracrWorldConfig
 
 STUDY_KINDS = ("audit", "contrastive_siblings", "regression_holdout", "width_confound",
-               "cebench_published", "calibration")
+               "cebench_published", "calibration", "sage")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -317,9 +317,11 @@ def study_from_dict(raw: dict[str, Any]) -> StudyConfig:
         raise ValueError(f"[data] {error}") from None
     world = _world(raw.get("world"))
     kind = study.get("kind", "audit")
-    if not isinstance(world, WorldConfig) and kind != "audit":
-        raise ValueError(f"[world] a language or tracr world runs audit studies; a {kind!r} "
-                         "study needs a synthetic world")
+    if not isinstance(world, WorldConfig) and kind not in ("audit", "sage"):
+        raise ValueError(f"[world] a language or tracr world runs audit studies (and a language "
+                         f"world sage studies); a {kind!r} study needs a synthetic world")
+    if kind == "sage" and not isinstance(world, LanguageWorldConfig):
+        raise ValueError("[world] a sage study runs on the language model: kind = \"language\"")
     return StudyConfig(
         name=study["name"],
         kind=kind,

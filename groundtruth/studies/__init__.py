@@ -6,6 +6,7 @@
     regression_holdout    does C + I - alpha L0 (and a linear predictor) generalise?
     cebench_published     CE-Bench's published claims on its published numbers
     calibration           the auditor on planted metrics: coverage, MDD, verdicts
+    sage                  located points, sublayer reconstruction, compiled vs SIIT worlds
 Beside them: `predictors` (fitted predictors shared by cebench_published and
 regression_holdout) and `noise_floor` (reseed noise of a metric on given SAEs, the
 `groundtruth noise-floor` command).
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from groundtruth.audit import run_audit
 from groundtruth.studies import (
-    calibration, cebench_published, contrastive_siblings, regression_holdout, width_confound,
+    calibration, cebench_published, contrastive_siblings, regression_holdout, sage,
+    width_confound,
 )
 from groundtruth.study import StudyConfig
 
@@ -34,6 +36,7 @@ STUDIES: dict[str, Callable[..., Path]] = {
     "width_confound": width_confound.run,
     "cebench_published": cebench_published.run,
     "calibration": calibration.run,
+    "sage": sage.run,
 }
 
 

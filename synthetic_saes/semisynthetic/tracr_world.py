@@ -323,6 +323,13 @@ class TracrWorld(BaseWorld):
             max_seq_len=self.config.max_length, feature_names=self.feature_names,
             activations=self.activations, features=self.features_of_tokens, d_in=self.d_in)
 
+    def summary(self) -> dict[str, Any]:
+        """What a report says about this world: its program, hook and sizes (its ground truth
+        is the compiler's exact basis)."""
+        return {"program": self.config.program, "hook": self.config.hook_name,
+                "n_features": self.num_features, "d_in": self.d_in,
+                "ground_truth": "the compiler's labelled residual basis (exact)"}
+
     def __repr__(self) -> str:
         return (f"TracrWorld(program={self.config.program!r}, hook={self.config.hook_name!r}, "
                 f"n_features={self.num_features}, d_in={self.d_in})")
