@@ -22,8 +22,9 @@ from synthetic_saes.semisynthetic.siit import (
 )
 from synthetic_saes.semisynthetic.tracr_models import load_tracr_model
 
-TINY = dict(program="hist", n_layers=2, d_model=8, n_heads=2, d_mlp=16, batch_size=16,
-            train_steps=12, eval_pairs=64, log_every=4, checkpoint_every=4, seed=3)
+TINY = {"program": "hist", "n_layers": 2, "d_model": 8, "n_heads": 2, "d_mlp": 16,
+        "batch_size": 16, "train_steps": 12, "eval_pairs": 64, "log_every": 4,
+        "checkpoint_every": 4, "seed": 3}
 
 
 def test_nodes_are_the_components_that_write_program_variables():
