@@ -251,5 +251,6 @@ def derive_held_out(config):
 def test_default_configs_reach_the_targets(tmp_path, program):
     trained = train_siit(SIITConfig(program=program), tmp_path)
     result = trained.evaluate(n_pairs=4096, seed=12345)
+    print(program, f"{trained.log['train_seconds']:.0f} s", result)
     assert result.task_accuracy >= 0.95, result
     assert result.min_iia >= 0.95, result
