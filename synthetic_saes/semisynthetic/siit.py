@@ -56,6 +56,11 @@ held-out inputs, are what evaluation can offer, as in InterpBench.
 Training is on one torch thread (`synthetic_saes.threads`): the same seed gives bit-identical
 weights, and a run interrupted (`stop_after`) resumes from its checkpoint to the same weights.
 
+Measured (default configs, 1000 steps, one thread, on 2 shared cores at load 4-5; held-out
+2048 pairs): reverse task accuracy 1.0, IIA 0.988 (length's selector-width head) to 1.0,
+68 s; hist task accuracy 0.995, IIA 0.992 / 0.994, 58 s. Strict accuracy per non-circuit
+component is 0.89-1.0 (lowest: other heads of layer 0, the last MLP).
+
 References:
     Gupta et al., "InterpBench: Semi-Synthetic Transformers for Evaluating Mechanistic
     Interpretability Techniques" (2024), https://arxiv.org/abs/2407.14494 (Sec. 3, SIIT)
@@ -320,7 +325,7 @@ class SIITConfig:
             object.__setattr__(self, "alignment", default_alignment(self.program))
         else:  # a JSON list of lists -> a hashable tuple of tuples
             object.__setattr__(self, "alignment", tuple(
-                (str(a[0]), str(a[1]), None if a[2] is None else a[2]) for a in self.alignment))
+                (str(a[0]), str(a[1]), a[2]) for a in self.alignment))
         _alignment_dict(self.alignment, nodes, self.n_layers, self.n_heads)
 
     @property

@@ -19,6 +19,11 @@ program's variables as ground truth.
 
 Unlike a compiled model's axis-aligned basis, the trained model stores these variables in
 superposition, so the supervised dictionary is exact only up to its reported quality.
+Measured (default SIIT configs, least squares on 2048 sequences, held-out 512): hist's
+dictionary explains 0.72 / 0.89 of the variance after layers 0 / 1 (probes: hist 0.77 /
+1.0, tokens 0.68 / 0.46); reverse's only 0.28-0.29 after layers 0-2 and 0.83 after layer 3
+(reverse probe 1.0, the others 0.40-0.61): with equal-length pairs nothing constrains how
+the model stores length, opp_idx and opp_idx-1 (see `siit`), so they need not be additive.
 The programs' input spaces are small (363 sequences for reverse and hist), so the fit and the
 check draw from the same inputs: "held-out" means independently drawn.
 """
