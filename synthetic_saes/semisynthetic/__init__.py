@@ -5,9 +5,11 @@ A small transformer trained here on a templated language whose token attributes 
 world they make for trainers, metrics and the audit (`world`), what SAEs do through the
 model (`interventions`, `steering`), steering rows in lm-evaluation-harness's CSV format
 (`steering_rows`); and Tracr-compiled models whose residual basis is exact ground truth
-(`tracr_models`, shipped as fixtures; `tracr_world`); where a task is computed, by activation
-patching (`localise`), and sublayer activations reconstructed from residual-stream SAEs
-(`sublayer`), after SAGE.
+(`tracr_models`, shipped as fixtures; `tracr_world`; CE-Bench's contrastive input on program
+worlds, `program_corpus`); where a task is computed, by activation patching (`localise`), and
+sublayer activations reconstructed from residual-stream SAEs (`sublayer`), after SAGE;
+transformers trained with SIIT to implement a Tracr program's causal graph (`siit`) and the
+world they make (`siit_world`).
 """
 
 from synthetic_saes.semisynthetic.dictionary import DictionaryQuality as DictionaryQuality
@@ -34,6 +36,18 @@ from synthetic_saes.semisynthetic.model import evaluate_language_model as evalua
 from synthetic_saes.semisynthetic.model import load_language_model as load_language_model
 from synthetic_saes.semisynthetic.model import recall_margins as recall_margins
 from synthetic_saes.semisynthetic.model import train_language_model as train_language_model
+from synthetic_saes.semisynthetic.siit import SIIT_PROGRAMS as SIIT_PROGRAMS
+from synthetic_saes.semisynthetic.siit import HighLevelNode as HighLevelNode
+from synthetic_saes.semisynthetic.siit import SIITConfig as SIITConfig
+from synthetic_saes.semisynthetic.siit import SIITEvaluation as SIITEvaluation
+from synthetic_saes.semisynthetic.siit import SIITModel as SIITModel
+from synthetic_saes.semisynthetic.siit import default_alignment as default_alignment
+from synthetic_saes.semisynthetic.siit import evaluate_siit as evaluate_siit
+from synthetic_saes.semisynthetic.siit import high_level_nodes as high_level_nodes
+from synthetic_saes.semisynthetic.siit import load_siit_model as load_siit_model
+from synthetic_saes.semisynthetic.siit import train_siit as train_siit
+from synthetic_saes.semisynthetic.siit_world import SIITWorld as SIITWorld
+from synthetic_saes.semisynthetic.siit_world import SIITWorldConfig as SIITWorldConfig
 from synthetic_saes.semisynthetic.steering_rows import SteeringRow as SteeringRow
 from synthetic_saes.semisynthetic.steering_rows import apply_steering as apply_steering
 from synthetic_saes.semisynthetic.steering_rows import read_steering_csv as read_steering_csv
@@ -69,4 +83,7 @@ __all__ = [
     "plot_patching_map", "localise_pole_recall", "worlds_at",
     "SublayerSAE", "SublayerActivations", "residual_hooks_around", "sublayer_activations",
     "language_sublayer_activations",
+    "SIIT_PROGRAMS", "HighLevelNode", "SIITConfig", "SIITEvaluation", "SIITModel",
+    "default_alignment", "evaluate_siit", "high_level_nodes", "load_siit_model", "train_siit",
+    "SIITWorld", "SIITWorldConfig",
 ]
