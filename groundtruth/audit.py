@@ -179,6 +179,7 @@ def _expected_correlation_size(study: StudyConfig) -> int:
     from types import SimpleNamespace
 
     from synthetic_saes.families import FAMILIES
+    from synthetic_saes.semisynthetic.siit_world import SIITWorldConfig, siit_feature_names
     from synthetic_saes.semisynthetic.tracr_world import TracrWorldConfig
     from synthetic_saes.semisynthetic.world import LanguageWorldConfig, feature_names_of
     from synthetic_saes.worlds import build_world as _build
@@ -189,6 +190,8 @@ def _expected_correlation_size(study: StudyConfig) -> int:
 
         world = SimpleNamespace(
             num_features=len(feature_names_of(Language(study.world.language))))
+    elif isinstance(study.world, SIITWorldConfig):  # nor the SIIT model
+        world = SimpleNamespace(num_features=len(siit_feature_names(study.world)))
     elif study.families.names:
         world = build_study_world(study.world, ".") if isinstance(
             study.world, TracrWorldConfig) else _build(study.world)

@@ -495,6 +495,10 @@ def _ground_truth_lines(report: dict) -> list[str]:
     truth = report["world"].get("ground_truth")
     if not truth:
         return []
+    if "dictionary_quality" not in truth:  # an exact basis (a Tracr-compiled model)
+        return ["", "## The ground truth on this world", "",
+                f"{truth['ground_truth']}: {truth['n_features']} features in {truth['d_in']} "
+                f"dimensions at `{truth['hook']}`."]
     quality = truth["dictionary_quality"]
     lines = ["", "## The ground truth on this world", "",
              f"Supervised dictionary at `{truth['hook']}`: {truth['n_features']} features in "
@@ -506,6 +510,13 @@ def _ground_truth_lines(report: dict) -> list[str]:
     logistic = (truth.get("model_evaluation") or {}).get("probe_accuracy", {})
     for name, value in quality["probe_accuracy"].items():
         lines.append(f"| {name} | {value:.3f} | {_fmt(logistic.get(name), 3)} |")
+    siit = truth.get("siit_evaluation")
+    if siit:
+        lines += ["", f"The SIIT-trained model of `{truth['program']}`: task accuracy "
+                  f"{siit['task_accuracy']:.3f}, interchange intervention accuracy per node "
+                  + ", ".join(f"{node} {value:.3f}" for node, value in siit["iia"].items())
+                  + f" ({siit['n_pairs']} held-out pairs); its dictionary's features are the "
+                  f"values of {', '.join(truth['variables'])}."]
     evaluation = truth.get("model_evaluation") or {}
     if evaluation:
         lines += ["", f"The model: final training loss {_fmt(truth['model_final_training_loss'], 3)}, "

@@ -15,6 +15,7 @@ from typing import Any
 
 from groundtruth.metrics.data import DataConfig
 from synthetic_saes.families import FAMILIES
+from synthetic_saes.semisynthetic.siit_world import SIITWorldConfig
 from synthetic_saes.semisynthetic.tracr_world import TracrWorldConfig
 from synthetic_saes.semisynthetic.world import LanguageWorldConfig
 from synthetic_saes.training.config import SPARSITY_KNOBS, TRAINING_ARCHITECTURES
@@ -29,11 +30,12 @@ __all__ = [
     "REPOSITORY", "repository_path", "import_metric_modules",
 ]
 
-WORLD_KINDS = ("synthetic", "language", "tracr")
-"""`[world] kind`: a synthetic preset (default), the language model's activations, or a
-Tracr-compiled model's residual stream (`TracrWorldConfig`'s keys)."""
+WORLD_KINDS = ("synthetic", "language", "tracr", "siit")
+"""`[world] kind`: a synthetic preset (default), the language model's activations, a
+Tracr-compiled model's residual stream (`TracrWorldConfig`'s keys), or a SIIT-trained model's
+activations (`SIITWorldConfig`'s keys, its model's under `[world.siit]`)."""
 
-StudyWorldConfig = WorldConfig | LanguageWorldConfig | TracrWorldConfig
+StudyWorldConfig = WorldConfig | LanguageWorldConfig | TracrWorldConfig | SIITWorldConfig
 
 STUDY_KINDS = ("audit", "contrastive_siblings", "regression_holdout", "width_confound",
                "cebench_published", "calibration", "sage")
@@ -242,9 +244,10 @@ def _world(section: dict[str, Any] | None) -> StudyWorldConfig:
             return LanguageWorldConfig.from_dict(section)
         except (TypeError, ValueError) as error:
             raise ValueError(f"[world] {error}") from None
-    if kind == "tracr":
+    if kind in ("tracr", "siit"):
+        cls = TracrWorldConfig if kind == "tracr" else SIITWorldConfig
         try:
-            return TracrWorldConfig.from_dict(section)
+            return cls.from_dict(section)
         except (TypeError, ValueError) as error:
             raise ValueError(f"[world] {error}") from None
     name = section.pop("preset", "cpu")

@@ -62,7 +62,7 @@ from synthetic_saes.semisynthetic.world import LanguageWorld
 from synthetic_saes.threads import single_threaded_torch
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
 
-__all__ = ["SIITWorldConfig", "SIITWorld", "siit_hook_names"]
+__all__ = ["SIITWorldConfig", "SIITWorld", "siit_hook_names", "siit_feature_names"]
 
 _BLOCK_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre",
                 "mlp.hook_post", "hook_mlp_out", "hook_resid_post")
@@ -169,13 +169,8 @@ class SIITWorld(BaseWorld):
         self._vocab_ids = np.array([self.tracr.token_id(t) for t in self.tracr.vocab])
         self._layer = (int(config.hook.split(".")[1]) if config.hook.startswith("blocks.")
                        else 0)
-        at = _hook_order(config.hook)
-        aligned = trained.config.alignment_map
-        computed = [node.name for node in high_level_nodes(self.tracr)
-                    if _hook_order(aligned[node.name][0]) <= at and
-                    not node.name.endswith("_selector_width_attn_output")]
-        self.variables = (*_INPUTS, *computed)
-        self._columns, names = self._value_columns()
+        self.variables = _variables(self.tracr, config)
+        self._columns, names = _value_columns(self.tracr, self.variables)
         self._names = tuple(names)
         self.hierarchy = FeatureHierarchy.from_edges(len(self._names), [])
 
@@ -195,30 +190,8 @@ class SIITWorld(BaseWorld):
                 f"d_in={self.d_in}, n_features={self.num_features})")
 
     # --- labels ----------------------------------------------------------------------------
-    def _value_columns(self) -> tuple[np.ndarray, list[str]]:
-        """Residual dimensions of the compiled model that carry a value of a variable whose
-        value some input takes (found by running every input), and their names."""
-        labels = self.tracr.residual_labels
-        candidates = [d for d, label in enumerate(labels)
-                      if label.encoding == "categorical" and label.variable in self.variables]
-        fired = np.zeros(len(labels), dtype=bool)
-        for length in range(1, self.tracr.max_seq_len + 1):
-            grid = np.stack(np.meshgrid(*[self._vocab_ids] * length, indexing="ij"), -1)
-            fired |= (self._compiled_values(grid.reshape(-1, length)) > 0.5).any(axis=0)
-        columns = np.array([d for d in candidates if fired[d]], dtype=np.int64)
-        order = sorted(range(len(columns)), key=lambda i: (
-            self.variables.index(labels[columns[i]].variable), i))
-        columns = columns[order]
-        return columns, [labels[d].feature_name for d in columns]
-
     def _compiled_values(self, ids: np.ndarray) -> np.ndarray:
-        """The compiled model's last residual stream at non-BOS positions, float64
-        [n * length, d_model_tracr] for ids [n, length]."""
-        hook = f"blocks.{self.tracr.n_layers - 1}.hook_resid_post"
-        with torch.no_grad(), single_threaded_torch():
-            _, cache = self.tracr.model.run_with_cache(
-                _with_bos(ids, self.tracr.bos_id), names_filter=lambda n: n == hook)
-        return cache[hook][:, 1:].reshape(-1, self.tracr.d_model).numpy()
+        return _compiled_values(self.tracr, ids)
 
     def indicators(self, ids: np.ndarray) -> np.ndarray:
         """Which features each non-BOS position carries, bool [n * length, n_features]."""
@@ -308,6 +281,20 @@ class SIITWorld(BaseWorld):
             yield WorldSample(hidden[:batch_size], features[:batch_size])
             hidden, features = hidden[batch_size:], features[batch_size:]
 
+    def contrastive_corpus(self, config):
+        """CE-Bench's input on this world: inputs that differ only in the tokens at marked
+        positions (`synthetic_saes.semisynthetic.program_corpus`), the same stories as on the
+        compiled model's world for the same config."""
+        from synthetic_saes.semisynthetic.program_corpus import program_contrastive_corpus
+
+        norms = self.mean_magnitudes
+        return program_contrastive_corpus(
+            config, vocab=self.tracr.vocab, token_ids=self._vocab_ids,
+            max_seq_len=self.tracr.max_seq_len, feature_names=self.feature_names,
+            activations=self.activations,
+            features=lambda ids: (self.indicators(ids) * norms).astype(np.float32),
+            d_in=self.d_in)
+
     def summary(self) -> dict[str, Any]:
         """What a report says about this world: the dictionary's quality and the SIIT model's
         saved evaluation."""
@@ -317,3 +304,49 @@ class SIITWorld(BaseWorld):
                 "dictionary_quality": self.quality.to_dict(),
                 "siit_evaluation": self.trained.log.get("evaluation"),
                 "siit_train_seconds": self.trained.log.get("train_seconds")}
+
+
+def _variables(tracr, config: SIITWorldConfig) -> tuple[str, ...]:
+    """The program variables a hook carries: the inputs, and every computed variable whose
+    aligned component comes at or before the hook (selector-width helpers left out)."""
+    at = _hook_order(config.hook)
+    aligned = config.siit.alignment_map
+    computed = [node.name for node in high_level_nodes(tracr)
+                if _hook_order(aligned[node.name][0]) <= at and
+                not node.name.endswith("_selector_width_attn_output")]
+    return (*_INPUTS, *computed)
+
+
+def _compiled_values(tracr, ids: np.ndarray) -> np.ndarray:
+    """The compiled model's last residual stream at non-BOS positions, float64
+    [n * length, d_model_tracr] for ids [n, length]."""
+    hook = f"blocks.{tracr.n_layers - 1}.hook_resid_post"
+    with torch.no_grad(), single_threaded_torch():
+        _, cache = tracr.model.run_with_cache(
+            _with_bos(ids, tracr.bos_id), names_filter=lambda n: n == hook)
+    return cache[hook][:, 1:].reshape(-1, tracr.d_model).numpy()
+
+
+def _value_columns(tracr, variables: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Residual dimensions of the compiled model that carry a value of one of `variables`
+    that some input takes (found by running every input), and their names."""
+    labels = tracr.residual_labels
+    vocab_ids = np.array([tracr.token_id(t) for t in tracr.vocab])
+    candidates = [d for d, label in enumerate(labels)
+                  if label.encoding == "categorical" and label.variable in variables]
+    fired = np.zeros(len(labels), dtype=bool)
+    for length in range(1, tracr.max_seq_len + 1):
+        grid = np.stack(np.meshgrid(*[vocab_ids] * length, indexing="ij"), -1)
+        fired |= (_compiled_values(tracr, grid.reshape(-1, length)) > 0.5).any(axis=0)
+    columns = np.array([d for d in candidates if fired[d]], dtype=np.int64)
+    order = sorted(range(len(columns)), key=lambda i: (
+        variables.index(labels[columns[i]].variable), i))
+    columns = columns[order]
+    return columns, [labels[d].feature_name for d in columns]
+
+
+def siit_feature_names(config: SIITWorldConfig) -> tuple[str, ...]:
+    """The features of the SIIT world of `config`, known without training its model (they are
+    the program's variable values, read off the compiled model)."""
+    tracr = load_tracr_model(config.program, dtype=torch.float64)
+    return tuple(_value_columns(tracr, _variables(tracr, config))[1])

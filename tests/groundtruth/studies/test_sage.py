@@ -12,7 +12,7 @@ MODEL = {"n_layers": 2, "d_model": 48, "n_heads": 2, "d_mlp": 96, "train_steps":
          "batch_size": 16, "lr": 0.005, "eval_stories": 64, "hook": "blocks.0.hook_resid_post"}
 PROGRAM_TRAINING = {"architectures": ["topk"], "widths": [32], "seeds": [0, 1],
                     "n_checkpoints": 2, "training_samples": 4096, "batch_size": 256,
-                    "lr": 0.01, "sparsity": {"topk": [2, 4]}}
+                    "lr": 0.01, "sparsity": {"topk": [2, 4, 8]}}
 RAW = {
     "study": {"name": "tiny_sage", "kind": "sage", "seed": 0},
     "world": {"kind": "language", "fit_stories": 128, "quality_stories": 64,
@@ -20,10 +20,11 @@ RAW = {
     "data": {"eval_samples": 512, "probe_tasks": 2, "probe_examples": 64, "probe_pool": 2048,
              "corpus": {"n_subjects": 4, "pairs_per_subject": 2}},
     "metrics": {"names": ["ce_contrastive", "ce_independent", "gt_f1", "gt_mcc", "l0"]},
-    "families": {"names": ["decoder_noise"], "oracle_training_samples": 8192},
+    # no constructed SAEs: the oracle's fit is the slowest step (its audits are tested apart)
+    "families": {"names": [], "controls": False},
     "training": {"architectures": ["topk"], "widths": [32], "seeds": [0, 1],
                  "n_checkpoints": 2, "training_samples": 4096, "batch_size": 256,
-                 "sparsity": {"topk": [2, 4]}},
+                 "sparsity": {"topk": [2, 4, 8]}},
     "lenses": {"reseed_seeds": 2, "decomposition_seeds": 2, "n_boot": 100},
     "options": {
         "localisation_pairs": 8, "localisation_resamples": 200, "programs": ["reverse"],
@@ -33,7 +34,7 @@ RAW = {
                          "probe_pool": 2048,
                          "corpus": {"n_subjects": 3, "pairs_per_subject": 2,
                                     "story_length": [3, 5], "marked_fraction": 0.3}},
-        "program_families": {"names": ["decoder_noise"], "oracle_training_samples": 4096},
+        "program_families": {"names": [], "controls": False},
         "program_training": PROGRAM_TRAINING,
         "siit": {"train_steps": 40, "eval_pairs": 128, "batch_size": 32},
         "siit_world": {"fit_sequences": 256, "quality_sequences": 64},

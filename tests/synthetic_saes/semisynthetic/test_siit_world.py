@@ -141,3 +141,34 @@ def test_saes_train_and_score_on_the_world(world):
     assert q["oracle"].mcc > 0.99 and q["oracle"].f1 > t.f1
     for random in ("random_init", "random_l0_matched"):
         assert t.mcc > q[random].mcc, (t, q[random])
+
+
+def test_the_feature_names_are_known_without_training(world):
+    from synthetic_saes.semisynthetic.siit_world import siit_feature_names
+
+    assert siit_feature_names(world.config) == world.feature_names
+
+
+def test_the_contrastive_corpus_is_the_compiled_world_s_stories_on_this_model(world):
+    from synthetic_saes.corpora import CorpusConfig
+    from synthetic_saes.semisynthetic import TracrWorld
+
+    config = CorpusConfig(n_subjects=3, pairs_per_subject=2, story_length=(2, 5),
+                          marked_fraction=0.3, seed=4)
+    corpus = world.contrastive_corpus(config)
+    compiled = TracrWorld(world.config.program).contrastive_corpus(config)
+    names = world.feature_names
+    for ours, theirs in zip(corpus, compiled, strict=True):
+        assert np.array_equal(ours.marked_a, theirs.marked_a)
+        assert ours.hidden_a.shape == (len(ours.marked_a), world.d_in)
+        # the same tokens: the token features agree with the compiled world's exact ones
+        tokens = [i for i, n in enumerate(names) if n.startswith("tokens=")]
+        exact = [TracrWorld(world.config.program).feature_names.index(names[i]) for i in tokens]
+        assert np.array_equal(ours.features_a.toarray()[:, tokens] > 0,
+                              theirs.features_a.toarray()[:, exact] > 0)
+        # (run alone, not beside its story A: batching moves float32 sums by ~1e-6)
+        np.testing.assert_allclose(
+            ours.hidden_b, world.activations(np.array([[
+                world.tracr.token_id(names[tokens[j]].split("=")[1])
+                for j in np.argmax(ours.features_b.toarray()[:, tokens], axis=1)]])),
+            atol=1e-5)
