@@ -26,6 +26,9 @@ InterpBench, Gupta et al. 2024):
 
 Options (`[options]`, every key checked before any work):
     localisation_pairs, localisation_resamples   the patching map's pairs and bootstrap
+    selection_threshold   a point is selected when its transferred fraction's interval at the
+                     later mention lies above this; a supervised dictionary is fitted and
+                     its quality reported at every selected point
     sublayer        {architecture, sparsity, width, seeds, training_samples, batch_size, lr,
                      eval_stories, intervention_stories}
     programs        Tracr programs audited as a compiled and a SIIT-trained world
@@ -101,6 +104,7 @@ class SageOptions:
 
     localisation_pairs: int = 64
     localisation_resamples: int = 1000
+    selection_threshold: float = 0.5
     sublayer: SublayerPlan = field(default_factory=SublayerPlan)
     programs: tuple[str, ...] = ("reverse", "hist")
     program_data: dict[str, Any] = field(default_factory=dict)
@@ -129,6 +133,9 @@ class SageOptions:
     def __post_init__(self) -> None:
         require_positive_int("localisation_pairs", self.localisation_pairs)
         require_positive_int("localisation_resamples", self.localisation_resamples)
+        if not 0 <= self.selection_threshold < 1:
+            raise ValueError(f"selection_threshold must be in [0, 1), got "
+                             f"{self.selection_threshold!r}")
 
 
 def _study_parts(study: StudyConfig) -> tuple[SageOptions, dict[str, StudyConfig]]:
@@ -310,6 +317,7 @@ def _mean_sd(rows: list[dict]) -> dict[str, list[float]]:
 def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
     """Run (or resume) the study into `out`; returns report.json."""
     from groundtruth.audit import run_audit
+    from synthetic_saes.semisynthetic.localise import select_points, worlds_at
     from synthetic_saes.semisynthetic.world import LanguageWorld
 
     options, program_audits = _study_parts(study)  # every error before any work
@@ -321,6 +329,16 @@ def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
     result = _localise(base, options, study.seed, out)  # seconds: redone on every run
     top = located_points(result)
     localisation = result.to_dict()
+
+    quality_path = out / "dictionary_quality.json"
+    selected = select_points(result, threshold=options.selection_threshold,
+                             position_classes=(_LATER,))
+    saved = json.loads(quality_path.read_text()) if quality_path.exists() else {}
+    if set(saved) != set(selected):
+        worlds = worlds_at(study.world, model_dir, list(selected)) if selected else {}
+        saved = {hook: {"n_features": world.num_features, **world.quality.to_dict()}
+                 for hook, world in worlds.items()}
+        write_json(quality_path, saved)
 
     point_reports = {}
     for role, point in top.items():
@@ -352,7 +370,8 @@ def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
         "ranked_later_mention": [p for p in localisation["points"]
                                  if p["position_class"] == _LATER],
         "n_pairs_kept": len(localisation["kept"]), "excluded": localisation["excluded"],
-        "direction": localisation["direction"], "confidence": localisation["confidence"]},
+        "direction": localisation["direction"], "confidence": localisation["confidence"],
+        "selection_threshold": options.selection_threshold, "selected": saved},
         "points": point_reports, "sublayer": sublayer, "programs": programs}
     return write_study_report(out, report, _markdown, lambda o: _plot(report, o))
 
@@ -427,6 +446,18 @@ def _markdown(report: dict, plots: list[str]) -> str:
     for i, p in enumerate(loc["ranked_later_mention"][:8], 1):
         lines.append(f"| {i} | `{p['hook']}` | {p['mean']:.3f} [{p['low']:.3f}, "
                      f"{p['high']:.3f}] |")
+    selected = loc["selected"]
+    lines += ["", f"**Ground truth at every selected point** (interval above "
+              f"{loc['selection_threshold']:g} at the later mention): the supervised "
+              "dictionary fitted there, its held-out explained variance and probe accuracy.", "",
+              "| hook | features | explained variance | mean probe accuracy | story_sense probe |",
+              "|---|---|---|---|---|"]
+    for hook, q in selected.items():
+        lines.append(f"| `{hook}` | {q['n_features']} | {q['explained_variance']:.3f} | "
+                     f"{q['mean_probe_accuracy']:.3f} | "
+                     f"{_fmt(q['probe_accuracy'].get('story_sense'), 3)} |")
+    if not selected:
+        lines.append("| (none) | | | | |")
     lines += ["", "## 2. CE-Bench at the located points", "",
               "| point | dictionary EV | probe acc. | features | "
               + " | ".join(f"{m} within-strata [CI] (verdict)" for m in CE_SCORES)

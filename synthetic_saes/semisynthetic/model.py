@@ -38,6 +38,7 @@ from synthetic_saes.validation import reject_unknown_keys, require_positive_int,
 __all__ = [
     "ModelConfig", "train_language_model", "load_language_model", "evaluate_language_model",
     "story_tokens", "recall_margins", "recall_positions", "RecallMargins", "REPORT_FILENAME",
+    "readable_hooks", "check_hook",
 ]
 
 REPORT_FILENAME = "language_model.json"
@@ -69,6 +70,7 @@ class ModelConfig:
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         require_seed(self.seed)
+        check_hook(self.hook, self.n_layers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -298,3 +300,27 @@ def _evaluate(model, language: Language, config: ModelConfig) -> dict:
             "pole_margin": float(margins.pole.mean()),
             "axis_accuracy": float((margins.axis > 0).mean()),
             "n_recall_positions": int(len(margins.pole)), "probe_accuracy": probes}
+
+
+_READABLE = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out",
+             "hook_resid_post")
+
+
+def readable_hooks(n_layers: int) -> tuple[str, ...]:
+    """The hooks a world can read on a model of `n_layers` layers: the per-position
+    activations of width d_model, blocks.{l}.hook_{resid_pre, attn_out, resid_mid, mlp_out,
+    resid_post}, in forward order."""
+    return tuple(f"blocks.{layer}.{name}" for layer in range(n_layers) for name in _READABLE)
+
+
+def check_hook(hook: str, n_layers: int) -> str:
+    """`hook` if a world can read it on an `n_layers`-layer model (before any training).
+
+    Raises:
+        ValueError: naming the hook and listing the readable ones.
+    """
+    valid = readable_hooks(n_layers)
+    if hook not in valid:
+        raise ValueError(f"unknown hook {hook!r} for a {n_layers}-layer model; readable "
+                         f"hooks: {list(valid)}")
+    return hook

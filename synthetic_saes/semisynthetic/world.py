@@ -55,6 +55,7 @@ from synthetic_saes.semisynthetic.language import (
 from synthetic_saes.semisynthetic.model import (
     REPORT_FILENAME,
     ModelConfig,
+    check_hook,
     load_language_model,
     story_tokens,
     train_language_model,
@@ -102,6 +103,7 @@ class LanguageWorldConfig:
             raise ValueError(f"method must be 'least_squares' or 'conditional_means', "
                              f"got {self.method!r}")
         require_seed(self.seed)
+        check_hook(self.hook_name, self.model.n_layers)  # before the model is trained
 
     @property
     def hook_name(self) -> str:

@@ -55,6 +55,11 @@ def test_the_study_locates_audits_rebuilds_and_compares(studied):
     assert top["residual"]["hook"].split(".hook_")[1].startswith("resid")
     assert top["sublayer"]["hook"].split(".hook_")[1] in ("attn_out", "mlp_out")
     assert set(report["points"]) == {"residual", "sublayer"}
+    # every selected point has its dictionary's quality
+    selected = report["localisation"]["selected"]
+    assert all(0 < q["explained_variance"] <= 1 for q in selected.values())
+    assert all(p["hook"] in selected for p in top.values()
+               if p["low"] > report["localisation"]["selection_threshold"])
     for point in report["points"].values():
         assert "ce_contrastive" in point["scores"]
         assert (out / point["folder"] / "report.md").exists()
@@ -79,6 +84,7 @@ def test_a_rerun_resumes_and_gives_the_same_report(studied):
     ({"localisation_pair": 3}, "localisation_pair"),
     ({"siit": {"train_step": 3}}, "train_step"),
     ({"sublayer": {"seeds": [0]}}, "at least two seeds"),
+    ({"selection_threshold": 1.5}, "selection_threshold"),
     ({"siit_world": {"hook": "blocks.7.hook_resid_post"}}, "unknown hook"),
     ({"siit": {"alignment": [["reverse", "blocks.9.hook_mlp_out", None]]}}, "blocks.9"),
 ])

@@ -17,11 +17,15 @@ from synthetic_saes.training import TrainingConfig, train_population
 from .conftest import TINY_MODEL
 
 
-def test_a_hook_the_model_lacks_is_a_clear_error(tiny_language_world):
-    world = tiny_language_world
-    config = LanguageWorldConfig(model=TINY_MODEL, hook="blocks.7.hook_resid_post")
-    with pytest.raises(ValueError, match="blocks.7.hook_resid_post"):
-        LanguageWorld(world.model, world.language, config)
+def test_a_hook_the_model_lacks_is_refused_before_any_training():
+    for hook in ("blocks.7.hook_resid_post", "blocks.0.hook_nope", "blocks.0.mlp.hook_post"):
+        with pytest.raises(ValueError, match=f"unknown hook '{hook}' for a 2-layer model"):
+            LanguageWorldConfig(model=TINY_MODEL, hook=hook)
+    with pytest.raises(ValueError, match="unknown hook 'embed'"):
+        TINY_MODEL.__class__(**{**TINY_MODEL.to_dict(), "hook": "embed"})
+    # every readable hook is accepted, sublayers included
+    for hook in ("blocks.1.hook_attn_out", "blocks.0.hook_mlp_out", "blocks.1.hook_resid_mid"):
+        assert LanguageWorldConfig(model=TINY_MODEL, hook=hook).hook_name == hook
 
 
 def test_a_folder_trained_with_another_config_is_not_reused(tiny_language_model):
