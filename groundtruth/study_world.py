@@ -15,7 +15,7 @@ from synthetic_saes.base_world import BaseWorld
 from synthetic_saes.semisynthetic.siit_world import SIITWorld, SIITWorldConfig
 from synthetic_saes.semisynthetic.tracr_world import TracrWorld, TracrWorldConfig
 from synthetic_saes.semisynthetic.world import LanguageWorld, LanguageWorldConfig
-from synthetic_saes.worlds import WorldConfig, build_world
+from synthetic_saes.worlds import build_world
 
 __all__ = ["build_study_world", "LANGUAGE_MODEL_FOLDER", "SIIT_MODEL_FOLDER"]
 

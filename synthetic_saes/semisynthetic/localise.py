@@ -27,8 +27,8 @@ attend in both directions).
 
 How this follows SAGE (Venhoff et al. 2024). SAGE's step (a), in its abstract's words,
 "automatically identif[ies] task-specific activations" and then "compute[s] ground truth
-features at these points" (supervised dictionaries, its step (b); here `worlds_at`). What is implemented is exact activation
-patching at every (layer x component x position class), both directions available, the
+features at these points" (supervised dictionaries, its step (b); here `worlds_at`). What is
+implemented is exact activation patching at every (layer x component x position class), both directions available, the
 transferred fraction per pair with bootstrap intervals over pairs, a ranking, and a
 threshold rule on the interval's lower end (`select_points`). Deviations, stated plainly:
 the paper's method section was not readable from the stored copy available here (only its

@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthetic_saes.arrays import readonly
-from synthetic_saes.base_world import BaseWorld, WorldSample
+from synthetic_saes.base_world import WorldSample
 from synthetic_saes.hierarchy import FeatureHierarchy
 from synthetic_saes.rng import derive_seed
+from synthetic_saes.semisynthetic.dictionary_world import DictionaryWorld
 from synthetic_saes.semisynthetic.dictionary import (
     DictionaryQuality,
     SupervisedDictionary,
@@ -58,7 +58,6 @@ from synthetic_saes.semisynthetic.siit import (
     train_siit,
 )
 from synthetic_saes.semisynthetic.tracr_models import load_tracr_model
-from synthetic_saes.semisynthetic.world import LanguageWorld
 from synthetic_saes.threads import single_threaded_torch
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int, require_seed
 
@@ -145,7 +144,7 @@ class SIITWorldConfig:
         return cls(**data)
 
 
-class SIITWorld(BaseWorld):
+class SIITWorld(DictionaryWorld):
     """Activations of a SIIT-trained model at a hook (see the module docstring).
 
     Args:
@@ -235,33 +234,9 @@ class SIITWorld(BaseWorld):
         return dictionary_quality(self.dictionary, acts, inds)
 
     @property
-    def num_features(self) -> int:
-        return len(self._names)
-
-    @property
     def d_in(self) -> int:
         return int(self.model.cfg.d_mlp if "mlp.hook_p" in self.config.hook
                    else self.model.cfg.d_model)
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return self._names
-
-    @cached_property
-    def feature_directions(self) -> np.ndarray:
-        return readonly(self.dictionary.directions, np.float32)
-
-    @cached_property
-    def bias(self) -> np.ndarray:
-        return readonly(self.dictionary.bias, np.float32)
-
-    @cached_property
-    def mean_magnitudes(self) -> np.ndarray:
-        return readonly(self.dictionary.norms, np.float32)
-
-    # The oracle SAE of a supervised-dictionary world: the dictionary as decoder, logistic
-    # detectors of the true labels as encoder (see LanguageWorld.supervised_oracle).
-    supervised_oracle = LanguageWorld.supervised_oracle
 
     def stream(self, batch_size: int, *, seed: int) -> Iterator[WorldSample]:
         """Endless batches of position activations and their true features; the same seed,
