@@ -113,17 +113,27 @@ def evaluate_quality(
     absorption_cos: float = 0.2,
     sample: WorldSample | None = None,
     matching: MatchingScores | None = None,
+    latents: np.ndarray | None = None,
 ) -> GroundTruthQuality:
     """Ground-truth quality of `sae` on `world` over `n_samples` samples drawn with `seed`.
 
     `sample` (samples already drawn from `world`) replaces the draw, so many SAEs can share
-    one sample; `matching` (this SAE's `decoder_matching`) skips recomputing it.
+    one sample; `matching` (this SAE's `decoder_matching`) skips recomputing it; `latents`
+    (float32 [n, d_sae], this SAE's encoding of `sample.hidden`, e.g. from
+    `groundtruth.metrics.batched.encoded_stack`) skips encoding.
 
     Raises:
-        ValueError: if the SAE's d_in differs from the world's, or n_samples <= 0.
+        ValueError: if the SAE's d_in differs from the world's, n_samples <= 0, or latents
+            given without a sample or not of shape [n, d_sae].
     """
     params = as_params(sae)
     world.check_d_in(params.d_in)
+    if latents is not None:
+        if sample is None:
+            raise ValueError("latents are the encoding of a given sample: pass sample too")
+        expected = (int(sample.hidden.shape[0]), params.d_sae)
+        if np.shape(latents) != expected:
+            raise ValueError(f"latents must have shape {expected}, got {np.shape(latents)}")
     if sample is not None:
         n_samples = int(sample.hidden.shape[0])
     if n_samples <= 0:
@@ -152,18 +162,19 @@ def evaluate_quality(
     for batch in batches:
         take = min(batch.hidden.shape[0], n_samples - done)
         x, a = batch.hidden[:take], batch.features[:take]
-        latents = params.encode(x)
-        x_hat = params.decode(latents)
+        z = (params.encode(x) if latents is None
+             else np.asarray(latents[done:done + take], dtype=np.float32))
+        x_hat = params.decode(z)
         xt, at = torch.from_numpy(x), torch.from_numpy(a)
-        lt, xht = torch.from_numpy(latents), torch.from_numpy(x_hat)
+        lt, xht = torch.from_numpy(z), torch.from_numpy(x_hat)
         true_l0.add_batch(at)
         sae_l0.add_batch(lt)
         dead.add_batch(lt)
         shrinkage.add_batch(xht, xt)
         explained.add_batch(xht, xt)
         detection.add_batch(lt, at)
-        fires += (latents != 0).sum(axis=0)
-        absorption.add(a, latents)
+        fires += (z != 0).sum(axis=0)
+        absorption.add(a, z)
         done += take
         if done >= n_samples:
             break
