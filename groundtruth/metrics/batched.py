@@ -25,7 +25,7 @@ from synthetic_saes.sae_params import SAEParams
 
 __all__ = ["check_stack", "encoded_stack", "DEFAULT_MAX_BYTES"]
 
-DEFAULT_MAX_BYTES = 256 * 2**20
+DEFAULT_MAX_BYTES = 32 * 2**20
 """Pre-activations plus latents of one chunk of a stack (the chunk keeps at least one SAE)."""
 
 
