@@ -7,6 +7,9 @@ What is measured (each value stored as soon as it is computed, see `groundtruth.
     the decomposition runs: per architecture, the middle sparsity at the widest width,
         every checkpoint of every training seed                   seeds 0 .. decomposition_seeds-1
 Deterministic metrics are measured at seed 0 only (their reseed noise is exactly 0).
+Measurements are grouped by (metric, seed, width) into stacks of up to `STACK_SIZE` SAEs that
+a metric's batch form measures at once (one encode of the shared sample per stack,
+`groundtruth.metrics.batched`); each group's values are stored as soon as it is measured.
 
 The correlation population: constructed SAEs, controls and trained final checkpoints.
 On a language world (`[world] kind = "language"`) the model is trained into <out>/language_model
@@ -32,7 +35,7 @@ from groundtruth.lenses import (
     stratified_lens, training_trend_lens, trajectory_lens, variant_lens,
 )
 from groundtruth.metrics.data import AuditData
-from groundtruth.metrics.registry import evaluate_metric, get_metric
+from groundtruth.metrics.registry import evaluate_metric, evaluate_metric_batch, get_metric
 from groundtruth.population import PopulationMember, constructed_saes, run_key, trained_saes
 from groundtruth.report import sanity_checks, verdict, write_report, yardstick_verdict
 from groundtruth.store import ResultStore, write_json
@@ -43,9 +46,11 @@ from synthetic_saes.rng import derive_seed
 from synthetic_saes.semisynthetic.world import LanguageWorld
 
 __all__ = ["run_audit", "plan_evaluations", "decomposition_runs", "metric_entry",
-           "build_report", "MIN_CORRELATION_SAES"]
+           "build_report", "measurement_groups", "MIN_CORRELATION_SAES", "STACK_SIZE"]
 
 MIN_CORRELATION_SAES = 6
+STACK_SIZE = 64
+"""SAEs measured together by a metric's batch form (memoised shared passes: a few per SAE)."""
 
 
 def _metrics_to_measure(study: StudyConfig) -> list[str]:
@@ -85,6 +90,33 @@ def plan_evaluations(study: StudyConfig,
             seeds |= set(range(study.lenses.decomposition_seeds))
         plan[member.id] = sorted(seeds)
     return plan
+
+
+def measurement_groups(members: list[PopulationMember], wanted: dict[str, list[tuple[str, int]]],
+                       store: ResultStore, *, stack_size: int = STACK_SIZE,
+                       ) -> list[tuple[str, int, list[str]]]:
+    """The pending measurements as (metric, seed, SAE ids) groups, one stack each.
+
+    A measurement (SAE, metric, seed) is pending when `wanted` lists it and `store` lacks it.
+    SAEs of one width (d_sae) and metric seed are cut into runs of at most `stack_size` in
+    population order; within one run, every metric's group follows the other, so metrics
+    sharing a pass (the CE scores, the ground-truth detection numbers) find it memoised.
+    """
+    by_key: dict[tuple[int, int], list[PopulationMember]] = {}
+    for member in members:
+        for seed in sorted({s for _, s in wanted[member.id]}):
+            by_key.setdefault((seed, member.params.d_sae), []).append(member)
+    names = list(dict.fromkeys(name for pairs in wanted.values() for name, _ in pairs))
+    groups = []
+    for (seed, _), stack in sorted(by_key.items(), key=lambda item: item[0]):
+        for start in range(0, len(stack), stack_size):
+            part = stack[start:start + stack_size]
+            for name in names:
+                ids = [m.id for m in part if (name, seed) in wanted[m.id]
+                       and (m.id, name, seed) not in store]
+                if ids:
+                    groups.append((name, seed, ids))
+    return groups
 
 
 def _check_run_folder(out: Path, study: StudyConfig) -> str:
@@ -130,17 +162,19 @@ def run_audit(study: StudyConfig, out: str | Path, *, progress: bool = True) -> 
     try:
         wanted = {m.id: [(name, seed) for seed in plan[m.id] for name in metrics
                          if not (specs[name].deterministic and seed != 0)] for m in members}
-        pending = [m for m in members
-                   if any((m.id, name, seed) not in store for name, seed in wanted[m.id])]
-        bar = tqdm(total=len(pending), unit="sae", disable=not progress,
-                   desc=f"audit {study.name}: {len(pending)} of {len(members)} SAEs to measure")
-        for position, member in enumerate(pending):
-            records = [(member.id, name, seed, evaluate_metric(name, member.params, data, seed))
-                       for name, seed in wanted[member.id] if (member.id, name, seed) not in store]
-            store.add_many(records)  # durable before moving on
-            if position == 0:  # the first SAE compiles its metrics: its time says nothing of
-                bar.reset()  # the others' rate, so the clock (and the ETA) starts after it
-            bar.update(1)
+        groups = measurement_groups(members, wanted, store)
+        n_values = sum(len(ids) for _, _, ids in groups)
+        bar = tqdm(total=n_values, unit="value", disable=not progress,
+                   desc=f"audit {study.name}: {n_values} values to measure")
+        by_id = {m.id: m for m in members}
+        first = True
+        for name, seed, ids in groups:
+            values = evaluate_metric_batch(name, [by_id[i].params for i in ids], data, seed)
+            store.add_many([(i, name, seed, v) for i, v in zip(ids, values)])  # durable now
+            if first:  # the first group compiles its metric: its time says nothing of the
+                bar.reset()  # others' rate, so the clock (and the ETA) starts after it
+                first = False
+            bar.update(len(ids))
         bar.close()
         report = build_report(study, world, members, store, metrics, plan)
         if isinstance(world, LanguageWorld):  # ground truth through the model's outputs too

@@ -1,6 +1,8 @@
 """Everything behind name -> metric(sae, data, seed) -> float.
 
-registry    MetricSpec, register_metric / get_metric / metric_names / evaluate_metric
+registry    MetricSpec, register_metric / get_metric / metric_names / evaluate_metric /
+            evaluate_metric_batch (a metric's batch form on a stack of SAEs of one width)
+batched     encoded_stack: one encode of a shared sample for a stack of SAEs
 builtin     the shipped metrics (CE-Bench, ground truth, reconstruction, k-sparse probing),
             registered when this package is imported
 data        AuditData: the world and the seeded inputs every metric shares
@@ -22,6 +24,8 @@ saebench_metrics   registers sparse_probing_top{k}, sae_probes_top{k}, core_*
 from groundtruth.metrics import builtin as builtin  # registers the shipped metrics
 from groundtruth.metrics import saebench_metrics as saebench_metrics  # registers SAEBench's
 from groundtruth.metrics import absorption, scr, tpp  # noqa: F401  SAEBench TPP, SCR; absorption
+from groundtruth.metrics.batched import check_stack as check_stack
+from groundtruth.metrics.batched import encoded_stack as encoded_stack
 from groundtruth.metrics.data import AuditData as AuditData
 from groundtruth.metrics.data import DataConfig as DataConfig
 from groundtruth.metrics.matching import MatchingScores as MatchingScores
@@ -36,6 +40,7 @@ from groundtruth.metrics.quality import as_params as as_params
 from groundtruth.metrics.quality import evaluate_quality as evaluate_quality
 from groundtruth.metrics.registry import MetricSpec as MetricSpec
 from groundtruth.metrics.registry import evaluate_metric as evaluate_metric
+from groundtruth.metrics.registry import evaluate_metric_batch as evaluate_metric_batch
 from groundtruth.metrics.registry import get_metric as get_metric
 from groundtruth.metrics.registry import metric_names as metric_names
 from groundtruth.metrics.registry import register_metric as register_metric
@@ -46,6 +51,9 @@ __all__ = [
     "get_metric",
     "metric_names",
     "evaluate_metric",
+    "evaluate_metric_batch",
+    "check_stack",
+    "encoded_stack",
     "AuditData",
     "DataConfig",
     "MatchingScores",

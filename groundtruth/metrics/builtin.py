@@ -13,13 +13,22 @@ Ground truth (see `groundtruth.metrics.quality`):
 Reconstruction (seed: evaluation samples): explained_variance, l0.
 k-sparse probing (seed: the probe samples and split): probe_k1, probe_k5, the mean test AUC of
     logistic probes on the k most class-separating latents over the ground-truth feature tasks.
+
+Batch forms (`groundtruth.metrics.registry`): every metric that encodes a shared input (the
+corpus, the evaluation sample, the probe sets) encodes it once for a stack of SAEs
+(`groundtruth.metrics.batched.encoded_stack`, the same float32 operations as one SAE's encode)
+and scores each SAE with the code of its single form; the decoder-only metrics (gt_mcc, ...)
+have none (they encode nothing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from cebench.scores import PAPER_ALPHA, CEScores, score_latents, zscore_ceiling
+from groundtruth.metrics.batched import encoded_stack
 from groundtruth.metrics.matching import decoder_matching
 from groundtruth.metrics.probing import k_sparse_probe
 from groundtruth.metrics.quality import evaluate_quality
@@ -40,6 +49,24 @@ def _ce_scores(sae, data, seed: int, variant: str):
         return score_latents(pairs, variant=variant, marked=marked, alpha=PAPER_ALPHA)
 
     return data.memo(sae, f"ce-{variant}", seed, scores)
+
+
+def _ce_scores_many(saes, data, seed: int, variant: str) -> list[CEScores]:
+    """`_ce_scores` of each SAE of a stack: the corpus's stories, concatenated, encoded once
+    for the stack, split back into stories and scored as the single form scores them."""
+    def compute(missing):
+        corpus = data.corpus(seed)
+        stories = [h for p in corpus for h in (p.hidden_a, p.hidden_b)]
+        ends = np.cumsum([len(h) for h in stories])[:-1]
+        marked = corpus.marked_masks() if variant == "v1" else None
+        out = []
+        for _, latents in encoded_stack(missing, np.concatenate(stories)):
+            parts = np.split(latents, ends)
+            out.append(score_latents(list(zip(parts[0::2], parts[1::2])), variant=variant,
+                                     marked=marked, alpha=PAPER_ALPHA))
+        return out
+
+    return data.memo_many(saes, f"ce-{variant}", seed, compute)
 
 
 _CE_SCORES: dict[str, tuple[str, Callable[[CEScores], float]]] = {
@@ -63,8 +90,11 @@ activations) reads the metrics through this table."""
 def _register_ce(variant: str) -> None:
     suffix, label = _CE_VARIANTS[variant]
     for name, (description, read) in _CE_SCORES.items():
-        register_metric(f"{name}{suffix}", kind="ce", description=f"{description} ({label})",
-                        seed_changes="the contrastive corpus drawn from the world")(
+        register_metric(
+            f"{name}{suffix}", kind="ce", description=f"{description} ({label})",
+            seed_changes="the contrastive corpus drawn from the world",
+            batch=lambda saes, data, seed, read=read: [
+                read(s) for s in _ce_scores_many(saes, data, seed, variant)])(
             lambda sae, data, seed, read=read: read(_ce_scores(sae, data, seed, variant)))
 
 
@@ -82,19 +112,38 @@ def _quality(sae, data, seed: int):
         sae, data.world, sample=data.eval_sample(seed), matching=_matching(sae, data)))
 
 
+def _quality_many(saes, data, seed: int):
+    """`_quality` of each SAE of a stack: the evaluation sample encoded once for the stack."""
+    def compute(missing):
+        sample = data.eval_sample(seed)
+        return [evaluate_quality(sae, data.world, sample=sample, matching=_matching(sae, data),
+                                 latents=latents)
+                for sae, latents in encoded_stack(missing, sample.hidden)]
+
+    return data.memo_many(saes, "quality", seed, compute)
+
+
+def _quality_value(name: str, quality, field: str) -> float:
+    value = getattr(quality, field)
+    if value is None:
+        raise ValueError(f"{name} is undefined here (the world gave no events)")
+    return value
+
+
 def _register_quality(name: str, field: str, *, deterministic: bool, kind: str = "ground_truth",
                       higher_is_better: bool = True, description: str) -> None:
     seed_changes = "nothing" if deterministic else "the evaluation samples"
 
+    def batch(saes, data, seed):
+        return [_quality_value(name, q, field) for q in _quality_many(saes, data, seed)]
+
     @register_metric(name, seed_changes=seed_changes, kind=kind,
-                     higher_is_better=higher_is_better, description=description)
+                     higher_is_better=higher_is_better, description=description,
+                     batch=None if deterministic else batch)
     def metric(sae, data, seed):
         if deterministic:
             return getattr(_matching(sae, data), field)
-        value = getattr(_quality(sae, data, seed), field)
-        if value is None:
-            raise ValueError(f"{name} is undefined here (the world gave no events)")
-        return value
+        return _quality_value(name, _quality(sae, data, seed), field)
 
 
 _register_quality("gt_mcc", "mcc", deterministic=True,
@@ -133,8 +182,27 @@ def _probe(sae, data, seed: int, k: int) -> float:
     return data.memo(sae, f"probe-k{k}", seed, run)
 
 
+def _probe_many(saes, data, seed: int, k: int) -> list[float]:
+    """`_probe` of each SAE of a stack: every probe set's train and test examples,
+    concatenated, encoded once for the stack."""
+    def compute(missing):
+        tasks = data.probe_sets(seed)
+        inputs = [x for t in tasks for x in (t.train_x, t.test_x)]
+        ends = np.cumsum([len(x) for x in inputs])[:-1]
+        out = []
+        for sae, latents in encoded_stack(missing, np.concatenate(inputs)):
+            parts = np.split(latents, ends)
+            aucs = [k_sparse_probe(tr, t.train_y, te, t.test_y, k=min(k, sae.d_sae)).auc
+                    for t, tr, te in zip(tasks, parts[0::2], parts[1::2])]
+            out.append(float(sum(aucs) / len(aucs)))
+        return out
+
+    return data.memo_many(saes, f"probe-k{k}", seed, compute)
+
+
 for _k in (1, 5):
     register_metric(f"probe_k{_k}", seed_changes="the probe samples and the train/test split",
                     kind="probing",
-                    description=f"mean test AUC of {_k}-sparse logistic probes on true features")(
+                    description=f"mean test AUC of {_k}-sparse logistic probes on true features",
+                    batch=lambda saes, data, seed, _k=_k: _probe_many(saes, data, seed, _k))(
         lambda sae, data, seed, _k=_k: _probe(sae, data, seed, _k))

@@ -4,13 +4,14 @@
 shared by all SAEs: `eval_sample(seed)` (world samples with true features), `corpus(seed)` (a
 contrastive story corpus) and `probe_sets(seed)` (class-balanced train/test splits for k-sparse
 probing tasks). A small memo lets metrics that share work (all ground-truth metrics of one SAE
-and seed come from one pass) compute it once.
+and seed come from one pass) compute it once; `memo_many` does the same for a stack of SAEs
+(the batch forms: one pass computes the shared result of every SAE of the stack).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -77,12 +78,15 @@ class DataConfig:
 class AuditData:
     """A world and the seeded inputs every metric shares (see the module docstring)."""
 
-    def __init__(self, world: BaseWorld, config: DataConfig | None = None, *, cache_size: int = 64):
+    def __init__(self, world: BaseWorld, config: DataConfig | None = None, *, cache_size: int = 64,
+                 results_size: int = 4096):
         self.world = world
         self.config = config or DataConfig()
         self._cache: OrderedDict = OrderedDict()
         self._cache_size = cache_size
         self._memo: OrderedDict = OrderedDict()
+        self._results: OrderedDict = OrderedDict()
+        self._results_size = results_size
 
     def _cached(self, key, build: Callable[[], Any]) -> Any:
         if key not in self._cache:
@@ -136,3 +140,27 @@ class AuditData:
             while len(self._memo) > 64:
                 self._memo.popitem(last=False)
         return self._memo[key][1]
+
+    def memo_many(self, saes: Sequence, tag: str, seed: int,
+                  compute: Callable[[list], Sequence[Any]]) -> list[Any]:
+        """[result of each SAE] for (SAE object, tag, seed), calling compute(missing) -> one
+        result per SAE once for the SAEs not yet known. Results should be small (scores, not
+        latents): up to `results_size` of them are kept, the most recent first.
+
+        Raises:
+            ValueError: compute returned a number of results other than len(missing).
+        """
+        saes = list(saes)
+        missing = list({id(s): s for s in saes if (id(s), tag, seed) not in self._results}
+                       .values())
+        if missing:
+            results = list(compute(missing))
+            if len(results) != len(missing):
+                raise ValueError(f"{tag}: computed {len(results)} results for "
+                                 f"{len(missing)} SAEs")
+            for sae, result in zip(missing, results):
+                self._results[(id(sae), tag, seed)] = (sae, result)  # hold the SAE: its id
+        found = [self._results[(id(s), tag, seed)][1] for s in saes]  # stays unique
+        while len(self._results) > self._results_size:
+            self._results.popitem(last=False)
+        return found

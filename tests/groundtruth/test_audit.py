@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -227,3 +228,57 @@ def test_a_finished_audit_is_rejudged_without_recomputing(audited, tmp_path, cap
     assert "re-rendered" in capsys.readouterr().out
     assert main(["report", "--out", str(tmp_path / "nothing")]) == 2
     assert "no finished audit" in capsys.readouterr().err
+
+
+def test_measurements_are_grouped_by_metric_seed_and_width_into_stacks(audited):
+    from groundtruth.audit import measurement_groups
+    from groundtruth.metrics.registry import get_metric
+    from groundtruth.store import ResultStore
+
+    out, report = audited
+    widths = {s["id"]: s["width"] for s in report["saes"]}
+    members = _members(report, params=lambda s: SimpleNamespace(d_sae=s["width"]))
+    plan = plan_evaluations(study_from_dict(RAW), members)
+    metrics = list(report["metrics"])
+    wanted = {i: [(n, s) for s in plan[i] for n in metrics
+                  if not (get_metric(n).deterministic and s != 0)] for i in widths}
+    store = ResultStore(out / "results.jsonl")
+    try:
+        assert measurement_groups(members, wanted, store) == []  # a finished run: nothing
+        missing = {k for k in list(store.values)[::3]}
+        for key in missing:
+            del store.values[key]
+        groups = measurement_groups(members, wanted, store, stack_size=5)
+    finally:
+        store.close()
+    covered = [(i, name, seed) for name, seed, ids in groups for i in ids]
+    assert sorted(covered) == sorted(missing)  # every missing value, once
+    for name, seed, ids in groups:
+        assert len(ids) <= 5 and len({widths[i] for i in ids}) == 1, (name, seed, ids)
+
+
+def _members(report, params=lambda s: None):
+    from groundtruth.population import PopulationMember
+
+    return [PopulationMember(origin=s["family"], params=params(s), **{
+        k: s[k] for k in ("id", "kind", "architecture", "width", "knobs", "seed", "run",
+                          "checkpoint", "step", "final")}) for s in report["saes"]]
+
+
+def test_a_resumed_run_measures_only_the_values_lost_from_its_groups(audited, tmp_path):
+    import shutil
+
+    out, report = audited
+    copy = tmp_path / "partial"
+    shutil.copytree(out, copy)
+    lines = (copy / "results.jsonl").read_text().splitlines()
+    kept = lines[: len(lines) // 2] + lines[len(lines) // 2 + 7::2]  # whole and torn groups
+    (copy / "results.jsonl").write_text("\n".join(kept) + "\n")
+    (copy / "report.json").unlink()
+    resumed = json.loads(run_audit(study_from_dict(RAW), copy, progress=False).read_text())
+    assert resumed["metrics"] == report["metrics"]
+    assert resumed["saes"] == report["saes"]
+    values = [json.loads(line) for line in (copy / "results.jsonl").read_text().splitlines()]
+    assert len(values) == len(lines)  # each lost value measured once, nothing measured twice
+    original = {(r["sae"], r["metric"], r["seed"]): r["value"] for r in map(json.loads, lines)}
+    assert {(r["sae"], r["metric"], r["seed"]): r["value"] for r in values} == original

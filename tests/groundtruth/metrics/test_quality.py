@@ -124,3 +124,35 @@ def test_a_shared_sample_gives_the_same_quality_as_drawing_it(tiny_world):
     shared = evaluate_quality(p, tiny_world, sample=tiny_world.sample(1500, seed=4, batch_size=500),
                               batch_size=500)
     assert drawn.scalars() == shared.scalars()
+
+
+@pytest.mark.parametrize("kind", ["relu", "topk", "dead"])
+def test_counts_equal_sae_lens_calculators_exactly(tiny_world, kind):
+    """The integer counts give sae_lens's L0, dead-latent and detection numbers bit for bit
+    (its calculators sum the same 0/1 values as float32), over several batches."""
+    import torch
+    from sae_lens.synthetic import (
+        ClassificationMetricsCalculator, DeadLatentsCalculator, L0Calculator,
+    )
+
+    params = _random_relu(tiny_world, 3)
+    if kind == "topk":
+        params = params.replace(architecture="topk", k=3)
+    if kind == "dead":
+        b_enc = params.b_enc.copy()
+        b_enc[::2] = -1e6
+        params = params.replace(b_enc=b_enc)
+    sample = tiny_world.sample(700, seed=5)
+    ours = evaluate_quality(params, tiny_world, sample=sample, batch_size=256)
+    true_l0, sae_l0, dead = L0Calculator(), L0Calculator(), DeadLatentsCalculator(params.d_sae)
+    detection = ClassificationMetricsCalculator(torch.from_numpy(params.W_dec.copy()),
+                                                torch.from_numpy(tiny_world.feature_directions.copy()))
+    for start in range(0, 700, 256):
+        z = torch.from_numpy(params.encode(sample.hidden[start:start + 256]))
+        a = torch.from_numpy(sample.features[start:start + 256])
+        true_l0.add_batch(a), sae_l0.add_batch(z), dead.add_batch(z), detection.add_batch(z, a)
+    theirs = detection.compute()
+    assert (ours.l0, ours.true_l0, ours.dead_latents) == (
+        sae_l0.compute(), true_l0.compute(), dead.compute())
+    assert (ours.precision, ours.recall, ours.f1, ours.accuracy) == (
+        theirs.precision, theirs.recall, theirs.f1_score, theirs.accuracy)
