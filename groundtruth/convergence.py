@@ -59,7 +59,8 @@ def convergence_summary(curves: Mapping[str, tuple[Sequence[int], np.ndarray]], 
     """Convergence of every run: curves[run] = (steps [n_ckpt], values [n_seeds, n_ckpt]).
 
     Returns a dict: threshold, per_run {run: {"gain": median over seeds, "seed_gains": [...],
-    "converged": bool}} (gain None when not measurable), n_runs, n_measurable, n_converged,
+    "converged": bool}} (a gain None when not measurable or infinite, with a "note" saying
+    which seeds end at 0), n_runs, n_measurable, n_converged,
     median_gain and max_gain over measurable runs (None when none is), converged (all runs
     measurable and converged).
     """
@@ -71,8 +72,13 @@ def convergence_summary(curves: Mapping[str, tuple[Sequence[int], np.ndarray]], 
         gains = [last_doubling_gain(steps, row) for row in rows]
         measured = [g for g in gains if g is not None]
         gain = float(np.median(measured)) if measured else None
-        per_run[run] = {"gain": gain, "seed_gains": gains,
+        per_run[run] = {"gain": _finite(gain), "seed_gains": [_finite(g) for g in gains],
                         "converged": gain is not None and gain < threshold}
+        infinite = sum(g is not None and not np.isfinite(g) for g in gains)
+        if infinite:  # JSON has no infinity: the gain is left out and the reason given
+            per_run[run]["note"] = (
+                f"the ground truth is 0 at the end of training for {infinite} seed(s), so their "
+                "relative gain is infinite (falling to 0: -inf, which counts as converged)")
     measurable = [r["gain"] for r in per_run.values() if r["gain"] is not None]
     return {
         "definition": "relative gain of the primary ground truth over the last doubling of "
@@ -86,3 +92,7 @@ def convergence_summary(curves: Mapping[str, tuple[Sequence[int], np.ndarray]], 
         "max_gain": float(np.max(measurable)) if measurable else None,
         "converged": bool(per_run) and all(r["converged"] for r in per_run.values()),
     }
+
+
+def _finite(gain: float | None) -> float | None:
+    return gain if gain is None or np.isfinite(gain) else None

@@ -260,7 +260,9 @@ def _convergence_lines(report: dict, primary: str) -> list[str]:
                         f"{summary['n_runs']} runs are converged")
     return [head + f"By this definition {verdict_text}; the median gain over the last doubling "
             f"is {summary['median_gain']:.1%} (largest {worst[1]['gain']:.1%}, {worst[0]}). "
-            "Verdicts on trajectories describe SAEs at these stages of training.", ""]
+            + "".join(f"{run} ends with {primary} = 0 (its relative gain is infinite). "
+                      for run, r in summary["per_run"].items() if r.get("note"))
+            + "Verdicts on trajectories describe SAEs at these stages of training.", ""]
 
 
 def _published_audit_lines(report: dict) -> list[str]:

@@ -65,3 +65,17 @@ def test_the_summary_takes_the_median_over_seeds_and_judges_every_run():
     assert only_flat["converged"]
     with pytest.raises(ValueError, match="threshold"):
         convergence_summary({}, threshold=0)
+
+
+def test_a_run_whose_ground_truth_falls_to_zero_is_converged_and_writes_as_json():
+    import json
+
+    steps = [1, 2, 4, 8]
+    summary = convergence_summary({"collapsed": (steps, np.array([[0.2, 0.3, 0.1, 0.0],
+                                                                  [0.2, 0.3, 0.1, 0.0]])),
+                                   "rising": (steps, np.array([[0.1, 0.2, 0.4, 0.8]]))})
+    collapsed = summary["per_run"]["collapsed"]
+    assert collapsed["converged"] and collapsed["gain"] is None
+    assert collapsed["seed_gains"] == [None, None] and "0 at the end" in collapsed["note"]
+    assert summary["n_measurable"] == 1 and summary["max_gain"] == pytest.approx(0.5)
+    json.dumps(summary, allow_nan=False)  # no infinity reaches a report
