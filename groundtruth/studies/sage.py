@@ -192,8 +192,12 @@ def _study_parts(study: StudyConfig) -> tuple[SageOptions, dict[str, StudyConfig
             raise ValueError(f"[options.siit] {program}: {error}") from None
         for kind, world in (("tracr", TracrWorldConfig(program=program)),
                             ("siit", siit_world)):
+            truth = ("the compiler's exact basis" if kind == "tracr"
+                     else "a supervised dictionary of the program's variables")
             audits[f"{kind}_{program}"] = replace(
                 study, kind="audit", name=f"{study.name}.{kind}_{program}", world=world,
+                description=f"Part of {study.name}: do the metrics track ground truth "
+                            f"({truth}) on the {kind} model of {program}?",
                 data=data, metrics=tuple(metrics), families=families, training=plan,
                 lenses=lenses, options={})
     return options, audits
@@ -345,7 +349,10 @@ def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
         folder = out / "points" / _slug(point.hook)
         _link_model(folder, model_dir)
         sub = replace(study, kind="audit", name=f"{study.name}.{_slug(point.hook)}",
-                      world=replace(study.world, hook=point.hook), options={})
+                      world=replace(study.world, hook=point.hook), options={},
+                      description=f"Part of {study.name}: do the metrics track the supervised "
+                                  f"dictionary's ground truth at the located {role} point "
+                                  f"{point.hook}?")
         report = json.loads(run_audit(sub, folder, progress=progress).read_text())
         point_reports[role] = {"point": point._asdict(), "folder": str(folder.relative_to(out)),
                                "world": report["world"], **_verdict_rows(report, study.metrics)}
