@@ -2,7 +2,8 @@
 
 The oracle is a jumprelu SAE whose decoder is the true feature directions G [N, d_in] and b_dec
 the world's bias (both frozen), and whose encoder W_enc [d_in, N], encoder bias b_enc [N] and
-thresholds [N] are trained from W_enc = G^T, b_enc = 0, thresholds = `init_threshold` by Adam
+thresholds [N] are trained from W_enc = G^T, b_enc = 0, thresholds
+theta_k = min(`init_threshold`, m_k / 2) (m_k the world's mean magnitude of feature k) by Adam
 on the jumprelu loss
 
     loss = mean_batch ||x - x_hat||^2 + l0_coefficient * mean_batch sum_k H(pre_k - threshold_k)
@@ -10,6 +11,11 @@ on the jumprelu loss
 (the JAX trainer's loss, `synthetic_saes.training.architectures.sae_loss`), over
 `training_samples // batch_size` batches of the seed's own sample stream
 (`derive_seed(seed, "oracle-data")`).
+
+Why theta_k <= m_k / 2: the threshold's gradient only flows where a pre-activation lies within
+`bandwidth` / 2 of it, so a threshold above every value a feature takes never moves and its
+latent never fires. The preset worlds' magnitudes are >= 4 (theta_k = 2 = init_threshold, as
+before); a Tracr world's are 0.17-1, where a threshold of 2 left the oracle silent (F1 0).
 
 `fit_oracles` fits the oracles of several seeds together: one compiled step for all of them
 (compiled once per process and config), gradients only for the trained parameters, and the
@@ -46,7 +52,8 @@ _LOG_EVERY = 10  # steps between finiteness checks of the loss, as the trainer l
 class OracleConfig:
     """How the oracle's encoder is fitted to the true dictionary (jumprelu, L0 penalty).
 
-    Thresholds are in activation units (the preset worlds have magnitudes ~4-5).
+    Thresholds are in activation units (the preset worlds have magnitudes ~4-5); each starts at
+    min(init_threshold, half the feature's mean magnitude).
     """
 
     training_samples: int = 100_000
@@ -292,11 +299,13 @@ def fit_oracles(world: BaseWorld, seeds: Sequence[int], config: OracleConfig | N
     G = np.array(world.feature_directions, dtype=np.float32)
     step, optimizer = _fit_step(config, N)
     # The initial values train_population gives every seed: W_enc = G^T, b_enc = 0,
-    # log thresholds = log(init_threshold) (computed in float64 then cast, as it does).
+    # log thresholds = log(min(init_threshold, m_k / 2)) (float64 then cast, as it does).
+    start = np.minimum(config.init_threshold,
+                       np.asarray(world.mean_magnitudes, dtype=np.float64) / 2)
     one = {
         "W_enc": jnp.asarray(G.T),
         "b_enc": jnp.zeros(N, jnp.float32),
-        "log_threshold": jnp.full(N, np.log(config.init_threshold), jnp.float32),
+        "log_threshold": jnp.asarray(np.log(start), jnp.float32),
     }
     # One state per seed, each stepped by the same compiled step with a seed axis of 1: a
     # seed's oracle is then bit for bit what train_population gives it alone, whichever seeds

@@ -161,3 +161,16 @@ def test_rates_of_the_wrong_shape_raise(tiny_world):
     base, _ = _base_with_calibration(np.zeros((4, 2), dtype=np.float32), tiny_world)
     with pytest.raises(ValueError, match=r"rates must have shape \(2,\), got \(3,\)"):
         base.rate_matched_thresholds(_identity_sae(2), [0.1, 0.2, 0.3])
+
+
+def test_the_oracle_fires_on_a_world_of_small_magnitudes():
+    """A Tracr world's features have magnitudes 0.17-1: thresholds starting at 2 never moved
+    (the gradient only flows within bandwidth / 2 of them) and the oracle never fired."""
+    from synthetic_saes.families import OracleBase, OracleConfig
+    from synthetic_saes.semisynthetic import TracrWorld
+
+    world = TracrWorld("reverse")
+    base = OracleBase(world, seed=0, config=OracleConfig(training_samples=10240))
+    sample = world.sample(2048, seed=1)
+    fires = base.oracle.encode(sample.hidden) != 0
+    assert (fires == (sample.features > 0)).mean() > 0.999  # latent k fires iff feature k does
