@@ -519,6 +519,12 @@ def _ground_truth_lines(report: dict) -> list[str]:
                   + ", ".join(f"{node} {value:.3f}" for node, value in siit["iia"].items())
                   + f" ({siit['n_pairs']} held-out pairs); its dictionary's features are the "
                   f"values of {', '.join(truth['variables'])}."]
+        idle = [node for node, rate in (siit.get("changed") or {}).items() if rate == 0]
+        if idle:
+            lines[-1] += (f" For {', '.join(idle)} an interchange never changed the program's "
+                          "output on these pairs (equal-length inputs share them), so their IIA "
+                          "only shows that nothing else there moves the output, not that the "
+                          "model computes them there.")
     evaluation = truth.get("model_evaluation") or {}
     if evaluation:
         lines += ["", f"The model: final training loss {_fmt(truth['model_final_training_loss'], 3)}, "
