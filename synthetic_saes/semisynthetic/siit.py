@@ -37,12 +37,14 @@ categorical cross-entropy CE as `iit`'s `class_loss`):
     loss     = iit_weight * iit + behavior_weight * behavior + strict_weight * strict
 
 with InterpBench's default weights (1, 1, 0.4), Adam(betas=(0.9, 0.9)), and the source
-activations detached (`detach_while_caching=True`). One difference: InterpBench pads inputs
-of mixed lengths to one length; the fixtures run unpadded, so base and source share a length
-(drawn uniformly per step). For `reverse` this makes `length`, `opp_idx` and `opp_idx-1` equal
-in base and source, so interchanging them never changes the high-level output: their IIA only
-checks that the aligned component carries nothing else that moves the output
-(`SIITEvaluation.changed` reports how often an interchange changes the high-level output).
+activations detached (`detach_while_caching=True`). Inputs of mixed lengths are padded to the
+fixture's max_seq_len with the compiler's pad token, as InterpBench pads them: base and source
+lengths are drawn independently (uniform in 1..max_seq_len, per example), both models run on
+the padded inputs (the compiled model's outputs at real positions are unchanged by its pad
+token) and every loss and accuracy counts the base's real (non-BOS, non-pad) positions only.
+Different lengths are what make `reverse`'s `length`, `opp_idx` and `opp_idx-1` differ between
+base and source; with equal lengths their interchange never changed the high-level output and
+their IIA was vacuous (`SIITEvaluation.changed` reports how often an interchange changes it).
 We sum the three losses into one step (iit's `use_single_loss=True`; InterpBench's command
 line steps on each loss in turn).
 
@@ -56,10 +58,11 @@ held-out inputs, are what evaluation can offer, as in InterpBench.
 Training is on one torch thread (`synthetic_saes.threads`): the same seed gives bit-identical
 weights, and a run interrupted (`stop_after`) resumes from its checkpoint to the same weights.
 
-Measured (default configs, 1000 steps, one thread, on 2 shared cores at load 4-5; held-out
-2048 pairs): reverse task accuracy 1.0, IIA 0.988 (length's selector-width head) to 1.0,
-68 s; hist task accuracy 0.995, IIA 0.992 / 0.994, 58 s. Strict accuracy per non-circuit
-component is 0.89-1.0 (lowest: other heads of layer 0, the last MLP).
+Measured (default configs, 1000 steps, one thread, on 2 cores at load ~1.5; 4096 held-out
+padded pairs, `tests/.../test_siit.py -m slow -k targets`): reverse task accuracy 1.0, IIA
+0.988-0.996 on every node, each node's interchange changing the output at 39-67% of the
+positions, 90 s; hist task accuracy 1.0, IIA 0.9997 / 1.0 (changing it at 73%), 44 s. Strict
+accuracy per non-circuit component 0.97-1.0.
 
 References:
     Gupta et al., "InterpBench: Semi-Synthetic Transformers for Evaluating Mechanistic
@@ -100,6 +103,7 @@ __all__ = [
     "interchange_hooks",
     "siit_losses",
     "evaluate_siit",
+    "pad_token_id",
     "train_siit",
     "load_siit_model",
 ]
@@ -407,10 +411,36 @@ def _hl_labels(hl_model, base: torch.Tensor, source: torch.Tensor | None = None,
     return logits[:, 1:].argmax(-1)
 
 
-def _ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over non-BOS positions; logits [b, pos, v], labels [b, pos - 1]."""
-    flat = logits[:, 1:].reshape(-1, logits.shape[-1])
-    return torch.nn.functional.cross_entropy(flat, labels.reshape(-1))
+def _ce(logits: torch.Tensor, labels: torch.Tensor,
+        real: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over non-BOS positions (only the `real` ones, bool [b, pos - 1], when
+    given); logits [b, pos, v], labels [b, pos - 1]."""
+    scores = logits[:, 1:]
+    if real is not None:
+        return torch.nn.functional.cross_entropy(scores[real], labels[real])
+    return torch.nn.functional.cross_entropy(scores.reshape(-1, logits.shape[-1]),
+                                             labels.reshape(-1))
+
+
+def _real_positions(tokens: torch.Tensor, pad_id: int | None) -> torch.Tensor | None:
+    """The non-pad positions after BOS, bool [b, pos - 1] (None: no padding)."""
+    return None if pad_id is None else tokens[:, 1:] != pad_id
+
+
+def _padded_inputs(rng: np.random.Generator, fixture: TracrModel, n: int) -> torch.Tensor:
+    """n inputs of lengths uniform in 1..max_seq_len, tokens uniform over the vocab, padded to
+    max_seq_len with the compiler's pad token, BOS first: int64 [n, max_seq_len + 1]."""
+    vocab = np.array([fixture.token_id(t) for t in fixture.vocab])
+    width = fixture.max_seq_len
+    lengths = rng.integers(1, width + 1, size=n)
+    ids = vocab[rng.integers(0, len(vocab), size=(n, width))]
+    ids[np.arange(width)[None, :] >= lengths[:, None]] = pad_token_id(fixture)
+    return _with_bos(ids, fixture.bos_id)
+
+
+def pad_token_id(fixture: TracrModel) -> int:
+    """The compiled model's pad token (Tracr's `compiler_pad`)."""
+    return fixture.token_id("compiler_pad")
 
 
 class SIITLosses(NamedTuple):
@@ -423,7 +453,7 @@ class SIITLosses(NamedTuple):
 
 def siit_losses(ll_model, hl_model, base: torch.Tensor, source: torch.Tensor, *,
                 node_component: Component, ll_component: Component,
-                strict_component: Component | None) -> SIITLosses:
+                strict_component: Component | None, pad_id: int | None = None) -> SIITLosses:
     """Behaviour, IIT and strictness cross-entropies on one batch of pairs.
 
     Args:
@@ -432,16 +462,19 @@ def siit_losses(ll_model, hl_model, base: torch.Tensor, source: torch.Tensor, *,
         node_component: the intervened high-level node's component in hl_model.
         ll_component: its aligned component in ll_model.
         strict_component: the non-circuit ll component to resample-ablate (None: strict 0).
+        pad_id: the pad token; its positions in `base` are left out of every loss (None:
+            every non-BOS position counts).
     """
+    real = _real_positions(base, pad_id)
     true_labels = _hl_labels(hl_model, base)
     iit_labels = _hl_labels(hl_model, base, source, node_component)
-    behavior = _ce(ll_model(base), true_labels)
-    iit = _ce(_run_interchanged(ll_model, base, source, [ll_component]), iit_labels)
+    behavior = _ce(ll_model(base), true_labels, real)
+    iit = _ce(_run_interchanged(ll_model, base, source, [ll_component]), iit_labels, real)
     if strict_component is None:
         strict = torch.zeros((), dtype=behavior.dtype)
     else:
         strict = _ce(_run_interchanged(ll_model, base, source, [strict_component]),
-                     true_labels)
+                     true_labels, real)
     return SIITLosses(behavior, iit, strict)
 
 
@@ -477,19 +510,6 @@ class SIITEvaluation:
         return asdict(self)
 
 
-def _pairs(rng: np.random.Generator, fixture: TracrModel, n_pairs: int):
-    """(base, source) int64 [n, L + 1] per length L in 1..max_seq_len (uniform lengths)."""
-    vocab = np.array([fixture.token_id(t) for t in fixture.vocab])
-    lengths = rng.integers(1, fixture.max_seq_len + 1, size=n_pairs)
-    out = []
-    for length in range(1, fixture.max_seq_len + 1):
-        n = int((lengths == length).sum())
-        if n:
-            out.append(tuple(_with_bos(vocab[rng.integers(0, len(vocab), size=(n, length))],
-                                       fixture.bos_id) for _ in range(2)))
-    return out
-
-
 def _with_bos(ids: np.ndarray, bos_id: int) -> torch.Tensor:
     bos = np.full((ids.shape[0], 1), bos_id, dtype=np.int64)
     return torch.from_numpy(np.concatenate([bos, ids.astype(np.int64)], axis=1))
@@ -504,7 +524,9 @@ def evaluate_siit(model, program: str, alignment, *, n_pairs: int = 2048,
             or the compiled model itself).
         program: a name in `SIIT_PROGRAMS`.
         alignment: (node, hook, head) triples or a node -> (hook, head) mapping, every node.
-        n_pairs: held-out (base, source) pairs, lengths uniform in 1..max_seq_len.
+        n_pairs: held-out (base, source) pairs, lengths uniform in 1..max_seq_len and drawn
+            independently, padded (module docstring); accuracies count the base's real
+            positions.
         seed: draws the pairs.
 
     Raises:
@@ -523,23 +545,24 @@ def evaluate_siit(model, program: str, alignment, *, n_pairs: int = 2048,
     hits = {"task": 0, **{f"iia:{n.name}": 0 for n in nodes},
             **{f"changed:{n.name}": 0 for n in nodes},
             **{f"strict:{_component_name(c)}": 0 for c in others}}
-    positions = 0
     was_training = model.training
     model.eval()
     with single_threaded_torch(), torch.no_grad():
-        for base, source in _pairs(rng, fixture, n_pairs):
-            positions += base.shape[0] * (base.shape[1] - 1)
-            truth = _hl_labels(fixture.model, base)
-            hits["task"] += int((model(base)[:, 1:].argmax(-1) == truth).sum())
-            for node in nodes:
-                target = _hl_labels(fixture.model, base, source, node.component)
-                got = _run_interchanged(model, base, source, [aligned[node.name]])
-                hits[f"iia:{node.name}"] += int((got[:, 1:].argmax(-1) == target).sum())
-                hits[f"changed:{node.name}"] += int((target != truth).sum())
-            for component in others:
-                got = _run_interchanged(model, base, source, [component])
-                hits[f"strict:{_component_name(component)}"] += int(
-                    (got[:, 1:].argmax(-1) == truth).sum())
+        base = _padded_inputs(rng, fixture, n_pairs)
+        source = _padded_inputs(rng, fixture, n_pairs)
+        real = _real_positions(base, pad_token_id(fixture))
+        positions = int(real.sum())
+        truth = _hl_labels(fixture.model, base)
+        hits["task"] += int(((model(base)[:, 1:].argmax(-1) == truth) & real).sum())
+        for node in nodes:
+            target = _hl_labels(fixture.model, base, source, node.component)
+            got = _run_interchanged(model, base, source, [aligned[node.name]])
+            hits[f"iia:{node.name}"] += int(((got[:, 1:].argmax(-1) == target) & real).sum())
+            hits[f"changed:{node.name}"] += int(((target != truth) & real).sum())
+        for component in others:
+            got = _run_interchanged(model, base, source, [component])
+            hits[f"strict:{_component_name(component)}"] += int(
+                ((got[:, 1:].argmax(-1) == truth) & real).sum())
     model.train(was_training)
 
     def rate(key: str) -> float:
@@ -639,22 +662,18 @@ def _train(config: SIITConfig, directory: Path, progress: bool,
         sums = np.array(state["loss_sums"])
     stop = config.train_steps if stop_after is None else min(config.train_steps,
                                                              start + stop_after)
-    ids = np.array([fixture.token_id(t) for t in fixture.vocab])
     began = time.perf_counter()
     model.train()
     for step in tqdm(range(start, stop), desc=f"SIIT {config.program}", disable=not progress,
                      initial=start, total=config.train_steps):
-        # one length per step: base and source share positions (module docstring)
-        length = int(rng.integers(1, fixture.max_seq_len + 1))
-        base = _with_bos(ids[rng.integers(0, len(ids), size=(config.batch_size, length))],
-                         fixture.bos_id)
-        source = _with_bos(ids[rng.integers(0, len(ids), size=(config.batch_size, length))],
-                           fixture.bos_id)
+        # lengths drawn per example, padded (module docstring)
+        base = _padded_inputs(rng, fixture, config.batch_size)
+        source = _padded_inputs(rng, fixture, config.batch_size)
         node = nodes[int(rng.integers(len(nodes)))]
         strict = others[int(rng.integers(len(others)))] if others else None
         losses = siit_losses(model, fixture.model, base, source,
                              node_component=node.component, ll_component=aligned[node.name],
-                             strict_component=strict)
+                             strict_component=strict, pad_id=pad_token_id(fixture))
         loss = (config.behavior_weight * losses.behavior + config.iit_weight * losses.iit
                 + config.strict_weight * losses.strict)
         optimizer.zero_grad()
