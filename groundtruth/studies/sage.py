@@ -540,7 +540,7 @@ def _plot(report: dict, out: Path) -> list[str]:
                       label=metric)
     left.axhline(0, color="k", lw=0.8)
     left.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    left.set_ylabel("mean within-strata Spearman with ground truth [95% CI]")
+    left.set_ylabel("within-strata Spearman vs ground truth\n(mean, 95% CI)")
     left.set_title("Do CE scores track ground truth on each world?")
     left.legend(fontsize=8)
     summary = report["sublayer"]["summary"]
@@ -551,7 +551,8 @@ def _plot(report: dict, out: Path) -> list[str]:
     for j, (name, label) in enumerate(labels.items()):
         right.bar(np.arange(len(keys)) + (j - 1) * bar, [summary[name][k][0] for k in keys],
                   bar, yerr=[summary[name][k][1] for k in keys], capsize=3, label=label)
-    right.set_xticks(range(len(keys)), keys)
+    right.set_xticks(range(len(keys)), ["F1", "MCC", "explained\nvariance", "sufficiency",
+                                        "necessity"])
     right.set_ylabel("score (mean ± sd over training seeds)")
     right.set_title(f"sublayer {report['sublayer']['hook']}")
     right.legend(fontsize=8)
