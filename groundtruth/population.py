@@ -167,8 +167,8 @@ def trained_saes(world: World, plan, run_dir: Path, *, progress: bool = False):
         from tqdm.auto import tqdm
 
         # one sample of the world, shared by every run
-        buffer = world.sample(plan.training_samples,
-                              seed=derive_seed(plan.data_seed, "training-data")).hidden
+        buffer = world.sample_hidden(plan.training_samples,
+                                     seed=derive_seed(plan.data_seed, "training-data"))
         groups = group_runs([runs[i][1] for i in todo])  # one compiled step per group
         stage = tqdm(total=len(todo), unit="run", disable=not progress,
                      desc=f"training: {len(todo)} of {len(runs)} runs to train, "

@@ -1,6 +1,6 @@
 import pytest
 
-from groundtruth.study import default_study_path, load_study, study_from_dict
+from groundtruth.study import default_study_path, load_study, repository_path, study_from_dict
 
 BASE = {"study": {"name": "t"}, "world": {"preset": "tiny"}}
 
@@ -72,3 +72,14 @@ def test_a_matryoshka_plan_gives_each_width_its_nested_prefixes():
     assert runs["matryoshka_batchtopk/k=4/w64"].matryoshka_widths == (16, 32, 64)
     assert runs["topk/k=4/w64"].matryoshka_widths is None
     assert study.training.sparsity_knob["matryoshka_batchtopk"] == "k"
+
+
+def test_the_converged_population_study_validates_on_the_small_preset():
+    from synthetic_saes.worlds import build_world
+
+    study = load_study(repository_path("experiments/converged_population.toml"))
+    assert study.world.num_features == 512 and study.world.hidden_dim == 128
+    assert set(study.training.architectures) == {"topk", "jumprelu"}
+    # its contrastive corpus needs n_subjects sibling pairs
+    world = build_world(study.world)
+    assert len(world.hierarchy.sibling_pairs()) >= study.data.corpus.n_subjects

@@ -158,3 +158,11 @@ def test_world_wraps_any_synthetic_model(tiny_world):
     assert np.array_equal(world.feature_directions, tiny_world.feature_directions)
     with pytest.raises(ValueError, match="d_in=31 but the world has d_in=32"):
         world.check_d_in(31)
+
+
+def test_sample_hidden_is_the_sample_s_activations():
+    world = build_world("tiny")
+    for n, batch_size in ((1, 4096), (1000, 256), (5000, 4096)):
+        expected = world.sample(n, seed=3, batch_size=batch_size).hidden
+        np.testing.assert_array_equal(world.sample_hidden(n, seed=3, batch_size=batch_size),
+                                      expected)
