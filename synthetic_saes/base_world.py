@@ -125,15 +125,15 @@ class BaseWorld(abc.ABC):
 
     def sample(self, n_samples: int, *, seed: int, batch_size: int = 4096) -> WorldSample:
         """Draw `n_samples` activations with their true features; same seed, same samples."""
-        return self._draw(n_samples, seed, batch_size, keep_features=True)
+        return self._collect(n_samples, seed, batch_size, keep_features=True)
 
     def sample_hidden(self, n_samples: int, *, seed: int, batch_size: int = 4096) -> np.ndarray:
         """`sample(n_samples, seed=seed).hidden` without keeping the true features, which are
         n_features / d_in times larger (a training buffer of millions of samples):
         float32 [n_samples, d_in]."""
-        return self._draw(n_samples, seed, batch_size, keep_features=False).hidden
+        return self._collect(n_samples, seed, batch_size, keep_features=False).hidden
 
-    def _draw(self, n_samples: int, seed: int, batch_size: int, *,
+    def _collect(self, n_samples: int, seed: int, batch_size: int, *,
               keep_features: bool) -> WorldSample:
         if n_samples <= 0:
             raise ValueError(f"n_samples must be positive, got {n_samples}")
