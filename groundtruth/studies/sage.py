@@ -55,7 +55,8 @@ from typing import Any
 import numpy as np
 
 from groundtruth.report import write_study_report
-from groundtruth.study import FamiliesConfig, LensConfig, StudyConfig, TrainingPlan
+from groundtruth.report import _fmt, _interval
+from groundtruth.study import FamiliesConfig, LensConfig, StudyConfig, TrainingPlan, _section
 from groundtruth.store import write_json
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.validation import reject_unknown_keys, require_positive_int
@@ -165,10 +166,11 @@ def _study_parts(study: StudyConfig) -> tuple[SageOptions, dict[str, StudyConfig
         if not raw:
             return default
         try:
-            reject_unknown_keys(cls, raw)
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+            return _section(cls, raw, f"options.{where}")
         except (TypeError, ValueError) as error:
-            raise ValueError(f"[options.{where}] {error}") from None
+            message = str(error)
+            raise ValueError(message if message.startswith("[options.") else
+                             f"[options.{where}] {message}") from None
 
     try:
         data = DataConfig.from_dict({**study.data.to_dict(), **options.program_data,
@@ -383,18 +385,10 @@ def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
     return write_study_report(out, report, _markdown, lambda o: _plot(report, o))
 
 
-def _fmt(value, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _ci(pair) -> str:
-    return "[-, -]" if pair is None or None in pair else f"[{pair[0]:.2f}, {pair[1]:.2f}]"
-
-
 def _score_phrase(row: dict | None) -> str:
     if row is None:
         return "not measured"
-    return (f"{_fmt(row['within_spearman'])} {_ci(row['within_spearman_ci95'])} "
+    return (f"{_fmt(row['within_spearman'])} {_interval(row['within_spearman_ci95'])} "
             f"({row['verdict']})")
 
 

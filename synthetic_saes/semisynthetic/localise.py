@@ -28,10 +28,10 @@ attend in both directions).
 How this follows SAGE (Venhoff et al. 2024). SAGE's step (a), in its abstract's words,
 "automatically identif[ies] task-specific activations" and then "compute[s] ground truth
 features at these points" (supervised dictionaries, its step (b); here `worlds_at`). What is
-implemented is exact activation patching at every (layer x component x position class), both directions available, the
-transferred fraction per pair with bootstrap intervals over pairs, a ranking, and a
-threshold rule on the interval's lower end (`select_points`). Deviations, stated plainly:
-the paper's method section was not readable from the stored copy available here (only its
+implemented is exact activation patching at every (layer x component x position class), both
+directions available, the transferred fraction per pair with bootstrap intervals over pairs,
+a ranking, and a threshold rule on the interval's lower end (`select_points`). Deviations,
+stated plainly: the paper's method section was not readable from the stored copy available here (only its
 abstract and the start of its introduction), so its section and equation numbers, its
 patching direction (denoising is the default here), any gradient (attribution-patching)
 approximation it uses for speed, and its exact selection rule are not reproduced; every
@@ -68,6 +68,7 @@ import numpy as np
 import torch
 
 from synthetic_saes.rng import derive_seed
+from synthetic_saes.semisynthetic.model import LAYER_COMPONENTS, readable_hooks
 from synthetic_saes.threads import single_threaded_torch
 
 __all__ = [
@@ -76,7 +77,7 @@ __all__ = [
     "pole_recall_task", "localise_pole_recall", "worlds_at",
 ]
 
-COMPONENTS: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
+COMPONENTS: tuple[str, ...] = LAYER_COMPONENTS
 """The per-layer hook points, in forward order within a layer."""
 
 DIRECTIONS: tuple[str, ...] = ("denoise", "noise")
@@ -90,8 +91,7 @@ Metric = Callable[[int, torch.Tensor], float]
 
 def patchable_hooks(model) -> tuple[str, ...]:
     """Every blocks.{l}.hook_{component} the model has, layer by layer in forward order."""
-    return tuple(f"blocks.{layer}.hook_{c}" for layer in range(model.cfg.n_layers)
-                 for c in COMPONENTS if f"blocks.{layer}.hook_{c}" in model.hook_dict)
+    return tuple(h for h in readable_hooks(model.cfg.n_layers) if h in model.hook_dict)
 
 
 def _layer_component(hook: str) -> tuple[int, str]:

@@ -38,7 +38,7 @@ from synthetic_saes.validation import reject_unknown_keys, require_positive_int,
 __all__ = [
     "ModelConfig", "train_language_model", "load_language_model", "evaluate_language_model",
     "story_tokens", "recall_margins", "recall_positions", "RecallMargins", "REPORT_FILENAME",
-    "readable_hooks", "check_hook",
+    "LAYER_COMPONENTS", "readable_hooks", "check_hook",
 ]
 
 REPORT_FILENAME = "language_model.json"
@@ -302,15 +302,17 @@ def _evaluate(model, language: Language, config: ModelConfig) -> dict:
             "n_recall_positions": int(len(margins.pole)), "probe_accuracy": probes}
 
 
-_READABLE = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out",
-             "hook_resid_post")
+LAYER_COMPONENTS: tuple[str, ...] = ("resid_pre", "attn_out", "resid_mid", "mlp_out",
+                                     "resid_post")
+"""A layer's per-position activations of width d_model (blocks.{l}.hook_{component}), in
+forward order within the layer."""
 
 
 def readable_hooks(n_layers: int) -> tuple[str, ...]:
-    """The hooks a world can read on a model of `n_layers` layers: the per-position
-    activations of width d_model, blocks.{l}.hook_{resid_pre, attn_out, resid_mid, mlp_out,
-    resid_post}, in forward order."""
-    return tuple(f"blocks.{layer}.{name}" for layer in range(n_layers) for name in _READABLE)
+    """The hooks a world can read on a model of `n_layers` layers: the `LAYER_COMPONENTS` of
+    every layer, blocks.{l}.hook_{component}, in forward order."""
+    return tuple(f"blocks.{layer}.hook_{c}" for layer in range(n_layers)
+                 for c in LAYER_COMPONENTS)
 
 
 def check_hook(hook: str, n_layers: int) -> str:
