@@ -31,8 +31,8 @@ features at these points" (supervised dictionaries, its step (b); here `worlds_a
 implemented is exact activation patching at every (layer x component x position class), both
 directions available, the transferred fraction per pair with bootstrap intervals over pairs,
 a ranking, and a threshold rule on the interval's lower end (`select_points`). Deviations,
-stated plainly: the paper's method section was not readable from the stored copy available here (only its
-abstract and the start of its introduction), so its section and equation numbers, its
+stated plainly: the paper's method section was not readable from the stored copy available
+here (only its abstract and the start of its introduction), so its section and equation numbers, its
 patching direction (denoising is the default here), any gradient (attribution-patching)
 approximation it uses for speed, and its exact selection rule are not reproduced; every
 point is patched exactly, which a 2-layer model affords.
