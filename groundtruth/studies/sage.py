@@ -253,20 +253,19 @@ def _verdict_rows(report: dict, metrics: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _sublayer_comparison(base_world, hook: str, plan: SublayerPlan, seed: int, out: Path,
-                         progress: bool) -> dict[str, Any]:
+                         progress: bool, worlds_for) -> dict[str, Any]:
     from groundtruth.metrics.codes_quality import codes_quality
     from groundtruth.population import trained_saes
     from synthetic_saes.semisynthetic.interventions import (
         dictionary_interventions, sae_interventions, sublayer_interventions,
     )
-    from synthetic_saes.semisynthetic.localise import worlds_at
     from synthetic_saes.semisynthetic.sublayer import (
         SublayerSAE, language_sublayer_activations, residual_hooks_around,
     )
     from synthetic_saes.semisynthetic.world import story_indicators
 
     before, after = residual_hooks_around(hook)
-    worlds = worlds_at(base_world.config, out / "language_model", [hook, before, after])
+    worlds = worlds_for([hook, before, after])  # `hook`'s dictionary is shared with the selection
     target = worlds[hook]
 
     def final(world, width: int, folder: str) -> list:
@@ -339,11 +338,18 @@ def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
     quality_path = out / "dictionary_quality.json"
     selected = select_points(result, threshold=options.selection_threshold,
                              position_classes=(_LATER,))
+    worlds: dict = {}  # hook -> LanguageWorld, each dictionary fitted once per run
+
+    def worlds_for(hooks) -> dict:
+        missing = [h for h in hooks if h not in worlds]
+        if missing:
+            worlds.update(worlds_at(study.world, model_dir, missing))
+        return {h: worlds[h] for h in hooks}
+
     saved = json.loads(quality_path.read_text()) if quality_path.exists() else {}
     if set(saved) != set(selected):
-        worlds = worlds_at(study.world, model_dir, list(selected)) if selected else {}
         saved = {hook: {"n_features": world.num_features, **world.quality.to_dict()}
-                 for hook, world in worlds.items()}
+                 for hook, world in worlds_for(selected).items()}
         write_json(quality_path, saved)
 
     point_reports = {}
@@ -364,7 +370,7 @@ def run(study: StudyConfig, out: str | Path, *, progress: bool = True) -> Path:
         sublayer = json.loads(sublayer_path.read_text())
     else:
         sublayer = _sublayer_comparison(base, top["sublayer"].hook, options.sublayer,
-                                        study.seed, out, progress)
+                                        study.seed, out, progress, worlds_for)
         write_json(sublayer_path, sublayer)
 
     programs: dict[str, dict] = {}
