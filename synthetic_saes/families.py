@@ -42,6 +42,7 @@ quality falls monotonically along each knob for each seed. Same seed, same SAEs,
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -416,8 +417,10 @@ def make_family(world: World, family: str, values: Sequence[float | int] | None 
 
     The knob values are checked first, then the oracles still missing are fitted together
     (`fit_oracles`), then every member is derived from its seed's oracle. `bases`
-    (seed -> OracleBase) lets several families share their oracles; `progress` shows the
-    oracles' fit and a bar over the members.
+    (seed -> OracleBase) lets several families share their oracles; without it, oracles are
+    kept per world object, seed and oracle config for the process, so a later `make_family` or
+    `make_controls` on the same world reuses them instead of refitting (the same numbers: the
+    fit is deterministic). `progress` shows the oracles' fit and a bar over the members.
 
     Raises:
         ValueError: on an unknown family, a knob value out of range, or repeated seeds.
@@ -468,10 +471,22 @@ def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     return seeds
 
 
+# Oracle bases of the calls given no `bases`, per world object and (seed, config): a later
+# make_family / make_controls on the same world reuses the fitted oracle and its calibration
+# (the fit is deterministic in them, so this changes no number). Weak keys: a world's bases go
+# with it.
+_PROCESS_BASES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _base(world: World, seed: int, config: OracleConfig | None,
           bases: dict[int, OracleBase] | None, progress: bool = False) -> OracleBase:
     if bases is None:
-        return OracleBase(world, seed=seed, config=config, progress=progress)
+        shared = _PROCESS_BASES.setdefault(world, {})
+        key = (seed, config or OracleConfig())
+        if key not in shared:
+            shared[key] = OracleBase(world, seed=seed, config=key[1], progress=progress)
+        shared[key].progress = progress
+        return shared[key]
     if seed not in bases:
         bases[seed] = OracleBase(world, seed=seed, config=config, progress=progress)
     base = bases[seed]

@@ -91,3 +91,22 @@ def test_make_controls_given_the_oracle(benchmark, cpu_world):
         lambda: make_controls(cpu_world, bases=bases(BaselineOracleBase)),
         lambda: make_controls(cpu_world, bases=bases(OracleBase)),
     )
+
+
+def test_later_calls_on_one_world_reuse_its_oracles(benchmark, cpu_world):
+    """The quick tour's order: a family of three seeds, then the controls and a second family
+    on the same world. The later calls reuse the oracles the first fitted (kept per world for
+    the process); the baseline refits them, as every call did before."""
+    seeds = (0, 1, 2)
+    make_family(cpu_world, "decoder_noise", seeds=seeds)  # fits (or has fitted) the oracles
+
+    def later(bases):
+        return [*make_controls(cpu_world, bases=bases(0) if bases else None),
+                *make_family(cpu_world, "dropped", seeds=seeds,
+                             bases={s: bases(s)[s] for s in seeds} if bases else None)]
+
+    _compare(
+        benchmark, "make_controls(cpu) + make_family(cpu, dropped, seeds=(0, 1, 2)) after a family",
+        lambda: later(lambda s: {s: BaselineOracleBase(cpu_world, seed=s)}),
+        lambda: later(None),
+    )

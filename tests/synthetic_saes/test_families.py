@@ -80,9 +80,30 @@ def test_best_k_keeps_exactly_k_latents(tiny_bases):
 def test_same_seed_same_saes_bit_for_bit(tiny_world):
     cfg = OracleConfig(training_samples=10_240, calibration_samples=1024)
     a = make_family(tiny_world, "dropped", (0.5,), oracle_config=cfg)[0].params
-    b = make_family(tiny_world, "dropped", (0.5,), oracle_config=cfg)[0].params
+    b = make_family(tiny_world, "dropped", (0.5,), oracle_config=cfg,  # a fit of its own
+                    bases={0: OracleBase(tiny_world, seed=0, config=cfg)})[0].params
     for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_calls_without_bases_fit_each_oracle_once_per_world(monkeypatch):
+    import synthetic_saes.oracle as oracle_module
+
+    calls = []
+    fit = oracle_module.fit_oracles
+    monkeypatch.setattr(oracle_module, "fit_oracles",
+                        lambda world, seeds, *a, **kw: calls.append(tuple(seeds)) or fit(
+                            world, seeds, *a, **kw))
+    world = build_world("tiny")  # its own object: no earlier test's oracles
+    cfg = OracleConfig(training_samples=4096, calibration_samples=1024)
+    noisy = make_family(world, "decoder_noise", (0.5,), seeds=(0, 1), oracle_config=cfg)
+    controls = make_controls(world, seed=1, oracle_config=cfg)  # seed 1's oracle: reused
+    make_family(world, "dropped", (0.5,), seeds=(1, 2), oracle_config=cfg)  # fits seed 2 only
+    make_controls(world, seed=1, oracle_config=OracleConfig(training_samples=2048))  # new config
+    assert calls == [(0, 1), (2,), (1,)]
+    assert np.array_equal(controls[0].params.W_enc, make_controls(
+        build_world("tiny"), seed=1, oracle_config=cfg)[0].params.W_enc)  # a fresh world refits
+    assert len(calls) == 4 and noisy[1].params.W_dec.shape == controls[0].params.W_dec.shape
 
 
 def test_members_export_to_sae_lens_with_their_knobs(tiny_world, tiny_bases, tmp_path):
