@@ -1,21 +1,27 @@
 """Benchmark (run with `make bench`): the audit's default trained population, one
 train_population call per run (the audit before train_runs) vs train_runs (runs of one
-architecture and width as one vmapped group, every group stepping on each batch).
+architecture and width as one vmapped group, every group stepping on each batch). The default
+trains each SAE on 2.6M samples; the benchmark trains the same runs on 1/16 of that (the rates
+per sample are what is compared).
 
 Both train on the same buffer of world samples, sampled once beforehand and timed apart (the
 audit samples it once either way); the reported ratio is seed-samples per second, grouped over
 per run, beside the target. A second benchmark splits one group's time into compilation and
-steps, at the members of one run and of the whole group.
+steps, at the members of one run and of the whole group, and a third sets each group's step
+beside the dense matmuls it cannot avoid (the ceiling of any scheduling gain).
 """
+
+import dataclasses
 
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from groundtruth.population import _batches, training_configs
-from groundtruth.study import TrainingPlan
+from groundtruth.study import default_study_path, load_study
 from synthetic_saes.rng import derive_seed
 from synthetic_saes.training import member_knobs, train_population, train_runs
 from synthetic_saes.training.grouping import group_runs, group_template
@@ -23,12 +29,13 @@ from synthetic_saes.training.trainer import init_state, make_train_step
 from synthetic_saes.worlds import build_world
 
 TARGET_RATIO = 4.0
-PLAN = TrainingPlan()  # the default audit's training grid (experiments/ce_vs_groundtruth.toml)
+STUDY = load_study(default_study_path())  # experiments/ce_vs_groundtruth.toml
+PLAN = dataclasses.replace(STUDY.training, training_samples=STUDY.training.training_samples // 16)
 
 
 @pytest.fixture(scope="module")
 def buffer():
-    world = build_world("cpu")
+    world = build_world(STUDY.world)
     start = time.perf_counter()
     hidden = world.sample(PLAN.training_samples,
                           seed=derive_seed(PLAN.data_seed, "training-data")).hidden
@@ -121,3 +128,64 @@ def test_where_a_group_spends_its_time(benchmark, buffer):
     steps_group = sum(r[3][1] * steps for r in rows)
     print(f"  estimated totals: one call per run {compile_one:.0f} s compiling + {steps_one:.0f} s "
           f"stepping; grouped {compile_group:.0f} s compiling + {steps_group:.0f} s stepping")
+
+
+# Dense [batch x d_in x d_sae] matmuls in one member's step while every latent is alive: encode,
+# decode, and in the backward pass the decoder's gradient, the latents' gradient and the
+# encoder's gradient (AuxK adds three more only while a latent is dead).
+DENSE_MATMULS = 5
+
+
+def _matmul_floor_seconds(n_members: int, batch: int, d_in: int, d_sae: int, n_matmuls: int,
+                          n_steps: int = 20) -> float:
+    """Seconds of the same count of [members, batch, d_in] x [members, d_in, d_sae]-sized
+    float32 matmuls, jitted as one function (what no schedule of the step can avoid)."""
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (n_members, batch, d_in))
+    w = jax.random.normal(key, (n_members, d_in, d_sae))
+
+    @jax.jit
+    def chain(x, w):
+        h = jnp.einsum("mbd,mdw->mbw", x, w)  # encode
+        total = h.sum()
+        for i in range(n_matmuls - 1):  # alternate directions, as decode and gradients do
+            if i % 2 == 0:
+                x = jnp.einsum("mbw,mdw->mbd", h, w)
+                total = total + x.sum()
+            else:
+                h = jnp.einsum("mbd,mdw->mbw", x, w)
+                total = total + h.sum()
+        return total
+
+    jax.block_until_ready(chain(x, w))
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        out = chain(x, w)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / n_steps
+
+
+def test_each_group_step_beside_its_unavoidable_matmuls(benchmark, buffer):
+    runs = training_configs(PLAN)
+    x = jnp.asarray(np.ascontiguousarray(buffer[:PLAN.batch_size]))
+    rows = []
+
+    def profile():
+        rows.clear()
+        for indices in group_runs([c for _, c, _, _ in runs]):
+            configs = [runs[i][1] for i in indices]
+            _, step = _compile_and_step_seconds(configs, PLAN.seeds, x)
+            members = len(configs) * len(PLAN.seeds)
+            floor = _matmul_floor_seconds(members, PLAN.batch_size, x.shape[1],
+                                          configs[0].d_sae, DENSE_MATMULS)
+            rows.append((runs[indices[0]][0], members, step, floor))
+
+    benchmark.pedantic(profile, rounds=1, iterations=1, warmup_rounds=0)
+    print(f"\nwhole-group step vs its dense matmuls alone (batch {PLAN.batch_size}; the matmul "
+          "share bounds what any scheduling of the step could gain)")
+    for key, members, step, floor in rows:
+        print(f"  {key:34s} {members} members: step {step * 1e3:.1f} ms, matmuls {floor * 1e3:.1f} "
+              f"ms ({floor / step:.0%} of the step; at most {step / floor:.1f}x from the rest)")
+    total_step, total_floor = sum(r[2] for r in rows), sum(r[3] for r in rows)
+    benchmark.extra_info.update({"matmul_share": total_floor / total_step})
+    print(f"  all groups: matmuls {total_floor / total_step:.0%} of the step time")

@@ -59,7 +59,7 @@ def test_the_language_world_is_parsed_and_validated():
         study_from_dict({**RAW, "study": {"name": "x", "kind": "width_confound"}})
     shipped = load_study("experiments/semisynthetic_ce.toml")
     assert isinstance(shipped.world, LanguageWorldConfig)
-    assert shipped.options["compare_with"].endswith("ce_vs_groundtruth/report.json")
+    assert shipped.options["compare_with"].endswith("cpu_short_training/report.json")
 
 
 def test_the_audit_runs_on_the_language_world(audited):

@@ -8,7 +8,7 @@ BASE = {"study": {"name": "t"}, "world": {"preset": "tiny"}}
 def test_the_default_and_shipped_studies_load():
     study = load_study(default_study_path())
     assert study.name == "ce_vs_groundtruth" and study.kind == "audit"
-    assert len(study.training.architectures) >= 3 and len(study.training.widths) >= 2
+    assert len(study.training.architectures) >= 2 and len(study.training.widths) >= 2
     assert len(study.training.seeds) >= 3 and study.training.n_checkpoints >= 6
     assert all(len(study.training.sparsity[a]) >= 3 for a in study.training.architectures)
     experiments = default_study_path().parent
@@ -74,12 +74,18 @@ def test_a_matryoshka_plan_gives_each_width_its_nested_prefixes():
     assert study.training.sparsity_knob["matryoshka_batchtopk"] == "k"
 
 
-def test_the_converged_population_study_validates_on_the_small_preset():
+def test_the_default_study_trains_on_the_small_preset_and_keeps_the_short_one():
     from synthetic_saes.worlds import build_world
 
-    study = load_study(repository_path("experiments/converged_population.toml"))
+    study = load_study(default_study_path())
     assert study.world.num_features == 512 and study.world.hidden_dim == 128
     assert set(study.training.architectures) == {"topk", "jumprelu"}
+    # the studies whose published numbers rest on the earlier default still point at it
+    short = load_study(repository_path("experiments/cpu_short_training.toml"))
+    assert short.world.num_features == 2048 and short.training.training_samples == 61_440
+    for name in ("calibration", "regression_holdout"):
+        options = load_study(repository_path(f"experiments/{name}.toml")).options
+        assert options["source_study"] == "experiments/cpu_short_training.toml"
     # its contrastive corpus needs n_subjects sibling pairs
     world = build_world(study.world)
     assert len(world.hierarchy.sibling_pairs()) >= study.data.corpus.n_subjects
