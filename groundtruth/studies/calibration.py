@@ -366,17 +366,40 @@ def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def _markdown(report: dict) -> str:
+def _answer(report: dict) -> str:
+    """The report's first paragraph: what was observed, against each target."""
     verdict = "passes" if report["passed"] else "does NOT pass"
+    low_target, high_target = report["coverage_target"]
+    observed = [c["coverage"] for c in report["coverage"].values() if c["coverage"] is not None]
+    if observed:
+        low, high = min(observed), max(observed)
+        coverage = f"{low:.3f}-{high:.3f} of the time (target {low_target}-{high_target}"
+        if low < low_target:
+            coverage += "; too rarely: some intervals are too narrow"
+        elif high > high_target:
+            coverage += "; too often: some intervals are wider than they need to be"
+        coverage += ")"
+    else:
+        coverage = f"never measurably (no interval was defined; target {low_target}-{high_target})"
+    errors = [abs(m["relative_error"]) for m in report["mdd"].values()]
+    errors += [abs(c["relative_error"]) for c in report["variance_components"].values()]
+    if report["slope_over_noise"].get("relative_error") is not None:
+        errors.append(abs(report["slope_over_noise"]["relative_error"]))
+    checks = report["expected_verdicts"]
+    return (f"**The answer.** On {report['n_populations']} simulated populations shaped like the "
+            f"audit `{report['shape']['name']}` (its clusters, strata, trajectories, bootstrap "
+            f"size and verdict rules), the auditor {verdict} its own targets. Its 95% intervals "
+            f"cover their known value {coverage}. MDD, variance components and slope over noise "
+            f"land within {max(errors):.1%} of the planted values (tolerance "
+            f"{report['tolerance']:.0%}). {sum(checks.values())} of {len(checks)} checks on the "
+            "verdicts hold (each planted metric must get its verdict in at least 90% of "
+            "populations).")
+
+
+def _markdown(report: dict) -> str:
     lines = [
         "# Calibration: the auditor, audited on planted metrics", "",
-        f"**The answer.** On {report['n_populations']} simulated populations shaped like the "
-        f"audit `{report['shape']['name']}` (its clusters, strata, trajectories, bootstrap "
-        f"size and verdict rules), the auditor {verdict} its own targets: 95% intervals cover "
-        f"their known value {report['coverage_target'][0]}-{report['coverage_target'][1]} of "
-        f"the time, MDD, variance components and slope over noise land within "
-        f"{report['tolerance']:.0%} of the planted values, and every planted metric gets the "
-        "verdict it should in at least 90% of populations.", "",
+        _answer(report), "",
         "Every number below comes from `groundtruth.audit.metric_entry`, the audit's own code "
         "path, run on metrics whose truth we planted (see the module docstring of "
         "`groundtruth.studies.calibration`). Intervals are resampled as in the audit: "

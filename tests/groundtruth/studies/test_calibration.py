@@ -13,14 +13,21 @@ from groundtruth.studies.calibration import calibrate, shaped_like, simulate_pop
 from groundtruth.study import load_study, study_from_dict
 
 
-@pytest.fixture(scope="module")
-def shape():
-    """The default audit's shape, with a smaller bootstrap for speed."""
-    study = shaped_like(load_study("experiments/calibration.toml"))
+def _shape(source: str):
+    calibration = load_study("experiments/calibration.toml")
+    study = shaped_like(dataclasses.replace(
+        calibration, options={**calibration.options, "source_study": source}))
     return dataclasses.replace(study, lenses=dataclasses.replace(study.lenses, n_boot=200))
 
 
-def test_the_simulated_population_has_the_default_audits_design(shape):
+@pytest.fixture(scope="module")
+def shape():
+    """The shape of the cpu_short_training audit (19 units), with a smaller bootstrap for
+    speed: the fast checks below were sized on it."""
+    return _shape("experiments/cpu_short_training.toml")
+
+
+def test_the_simulated_population_has_the_source_audits_design(shape):
     members, truth = simulate_population(shape, 0)
     design = AuditDesign.of(members, plan_evaluations(shape, members), shape.lenses.reseed_seeds)
     assert len(design.population) == 5 + 16 + 54  # controls, family members, trained finals
@@ -28,6 +35,13 @@ def test_the_simulated_population_has_the_default_audits_design(shape):
     assert len({s for s in design.strata if s is not None}) == 4 + 6
     assert len(design.reseed_ids) == 2 + 18
     assert all("q" in truth[m.id] for m in members)
+    default = _shape("experiments/ce_vs_groundtruth.toml")  # what calibration.toml calibrates
+    members, _ = simulate_population(default, 0)
+    design = AuditDesign.of(members, plan_evaluations(default, members),
+                            default.lenses.reseed_seeds)
+    assert len(design.population) == 5 + 16 + 36
+    assert len(set(design.clusters)) == 1 + 12 and len(design.runs) == 12
+    assert len({s for s in design.strata if s is not None}) == 4 + 4
 
 
 def test_a_fast_calibration_meets_the_targets(shape):
@@ -58,7 +72,18 @@ def test_the_study_writes_a_report_that_answers_first(tmp_path):
                              "options": {"populations": 2}})
     report = json.loads(run_study(study, tmp_path, progress=False).read_text())
     assert report["n_populations"] == 2 and report["shape"]["name"] == "ce_vs_groundtruth"
-    assert (tmp_path / "report.md").read_text().splitlines()[2].startswith("**The answer.**")
+    answer = (tmp_path / "report.md").read_text().splitlines()[2]
+    assert answer.startswith("**The answer.**")
+    observed = [c["coverage"] for c in report["coverage"].values() if c["coverage"] is not None]
+    if observed:  # the answer gives what was observed, not only the target
+        assert f"{min(observed):.3f}-{max(observed):.3f} of the time" in answer
+    assert f"{sum(report['expected_verdicts'].values())} of " in answer
+    from groundtruth.studies.calibration import _answer
+
+    for value, says in ((0.99, "too often"), (0.5, "too rarely"), (0.95, "target 0.93-0.97)")):
+        shifted = {**report, "coverage": {k: {**c, "coverage": value}
+                                          for k, c in report["coverage"].items()}}
+        assert says in _answer(shifted), value
     with pytest.raises(ValueError, match="must be an audit study"):
         run_study(study_from_dict({"study": {"name": "c", "kind": "calibration"}, "options": {
             "source_study": "experiments/cebench_published.toml"}}), tmp_path / "x")
