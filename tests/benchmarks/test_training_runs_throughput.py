@@ -1,7 +1,7 @@
 """Benchmark (run with `make bench`): the audit's default trained population, one
 train_population call per run (the audit before train_runs) vs train_runs (runs of one
 architecture and width as one vmapped group, every group stepping on each batch). The default
-trains each SAE on 2.6M samples; the benchmark trains the same runs on 1/16 of that (the rates
+trains each SAE on 3.1M samples; the benchmark trains the same runs on 1/16 of that (the rates
 per sample are what is compared).
 
 Both train on the same buffer of world samples, sampled once beforehand and timed apart (the
@@ -12,7 +12,6 @@ beside the dense matmuls it cannot avoid (the ceiling of any scheduling gain).
 """
 
 import dataclasses
-
 import time
 
 import jax
