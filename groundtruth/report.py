@@ -522,9 +522,8 @@ def _ground_truth_lines(report: dict) -> list[str]:
         idle = [node for node, rate in (siit.get("changed") or {}).items() if rate == 0]
         if idle:
             lines[-1] += (f" For {', '.join(idle)} an interchange never changed the program's "
-                          "output on these pairs (equal-length inputs share them), so their IIA "
-                          "only shows that nothing else there moves the output, not that the "
-                          "model computes them there.")
+                          "output on these pairs, so their IIA only shows that nothing else "
+                          "there moves the output, not that the model computes them there.")
     evaluation = truth.get("model_evaluation") or {}
     if evaluation:
         lines += ["", f"The model: final training loss {_fmt(truth['model_final_training_loss'], 3)}, "

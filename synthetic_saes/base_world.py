@@ -134,7 +134,7 @@ class BaseWorld(abc.ABC):
         return self._collect(n_samples, seed, batch_size, keep_features=False).hidden
 
     def _collect(self, n_samples: int, seed: int, batch_size: int, *,
-              keep_features: bool) -> WorldSample:
+                 keep_features: bool) -> WorldSample:
         if n_samples <= 0:
             raise ValueError(f"n_samples must be positive, got {n_samples}")
         hidden = np.empty((n_samples, self.d_in), dtype=np.float32)

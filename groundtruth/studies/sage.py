@@ -54,8 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from groundtruth.report import write_study_report
-from groundtruth.report import _fmt, _interval
+from groundtruth.report import _fmt, _interval, write_study_report
 from groundtruth.study import FamiliesConfig, LensConfig, StudyConfig, TrainingPlan, _section
 from groundtruth.store import write_json
 from synthetic_saes.rng import derive_seed
